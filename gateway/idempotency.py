@@ -1,0 +1,127 @@
+"""Idempotency-Key for every POST, as ASGI middleware so uploads still stream.
+
+The body is hashed as it flows to the route (never buffered). The key is scoped to the caller's
+credential; a replay returns the stored response byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import error_response
+from storage.database import Database
+from tunebridge import idempotency
+from tunebridge.clock import Clock
+from tunebridge.errors import PayloadTooLarge, TunebridgeError
+from tunebridge.idempotency import Reservation, StoredResponse
+
+# Answers a retry could change: don't pin them to the key.
+_NOT_STORED = {401, 403, 408, 429}
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, db: Database, clock: Clock, ttl_s: int,
+                 max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.db = db
+        self.clock = clock
+        self.ttl_s = ttl_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        key = headers.get("idempotency-key")
+        if scope["type"] != "http" or scope["method"] != "POST" or key is None:
+            await self.app(scope, receive, send)
+            return
+        credential = hashlib.sha256(headers.get("authorization", "").encode()).hexdigest()[:32]
+        try:
+            request_hash, receive = await self._hash_body(scope, receive)
+            claim = await run_in_threadpool(
+                lambda: idempotency.reserve(
+                    db=self.db, clock=self.clock, scope=credential, key=key,
+                    request_hash=request_hash, ttl_s=self.ttl_s))
+        except TunebridgeError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        if isinstance(claim, StoredResponse):
+            await self._replay(claim, send)
+            return
+        await self._run_and_store(scope, receive, send, claim)
+
+    async def _hash_body(self, scope: Scope, receive: Receive) -> tuple[str, Receive]:
+        """Hash method, path, query and body before the route runs. The body is spooled to a
+        temp file (memory stays bounded for multi-GB uploads) and replayed to the route."""
+        spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115 (lives on)
+        query = scope.get("query_string", b"").decode()
+        digest = hashlib.sha256(f"{scope['method']} {scope['path']}?{query}".encode())
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                spool.close()
+                raise PayloadTooLarge(self.max_body_bytes)
+            digest.update(chunk)
+            spool.write(chunk)
+            if not message.get("more_body", False):
+                break
+        spool.seek(0)
+        exhausted = False
+
+        async def replay_receive() -> Message:
+            nonlocal exhausted
+            if exhausted:
+                return await receive()  # after the body: disconnect notices come from upstream
+            chunk = spool.read(1 << 20)
+            more = spool.tell() < size
+            if not more:
+                exhausted = True
+                spool.close()
+            return {"type": "http.request", "body": chunk, "more_body": more}
+
+        return digest.hexdigest(), replay_receive
+
+    async def _replay(self, stored: StoredResponse, send: Send) -> None:
+        headers = [(k.encode(), str(v).encode()) for k, v in stored.headers.items()]
+        headers.append((b"idempotent-replayed", b"true"))
+        await send({"type": "http.response.start", "status": stored.status_code,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": stored.body.encode()})
+
+    async def _run_and_store(self, scope: Scope, receive: Receive, send: Send,
+                             claim: Reservation) -> None:
+        status = 500
+        headers: dict[str, str] = {}
+        body = bytearray()
+
+        async def capturing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for k, v in message.get("headers", []):
+                    if k.lower() in (b"content-type", b"location"):
+                        headers[k.decode()] = v.decode()
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capturing_send)
+        finally:
+            if status >= 500 or status in _NOT_STORED:
+                await run_in_threadpool(
+                    lambda: idempotency.release(db=self.db, reservation=claim))
+            else:
+                stored = StoredResponse(status_code=status, body=body.decode(errors="replace"),
+                                        headers=headers)
+                await run_in_threadpool(lambda: idempotency.complete(
+                    db=self.db, reservation=claim, response=stored))

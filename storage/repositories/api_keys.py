@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from storage.tables import ApiKey
+
+
+class ApiKeyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        self.session.flush()
+        return key
+
+    def get(self, key_id: str) -> ApiKey | None:
+        return self.session.get(ApiKey, key_id)
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        return self.session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
+
+    def all(self) -> list[ApiKey]:
+        return list(self.session.exec(select(ApiKey).order_by(col(ApiKey.created_at))))
+
+    def count(self) -> int:
+        return len(list(self.session.exec(select(ApiKey.id))))
+
+    def save(self, key: ApiKey) -> None:
+        self.session.add(key)
+        self.session.flush()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from storage.tables import MetricPoint
+
+_MERGED_FIELDS = (
+    "epoch",
+    "train_loss",
+    "eval_loss",
+    "grad_norm",
+    "learning_rate",
+    "token_accuracy",
+    "eval_token_accuracy",
+)
+
+
+class MetricRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def merge(self, point: MetricPoint) -> MetricPoint:
+        """One row per (job, step): train and eval records for a step meet here; replays are
+        harmless because a repeated value overwrites itself."""
+        existing = self.session.exec(
+            select(MetricPoint).where(
+                MetricPoint.job_id == point.job_id, MetricPoint.step == point.step
+            )
+        ).first()
+        if existing is None:
+            self.session.add(point)
+            self.session.flush()
+            return point
+        for name in _MERGED_FIELDS:
+            value = getattr(point, name)
+            if value is not None:
+                setattr(existing, name, value)
+        if point.extra:
+            existing.extra = {**(existing.extra or {}), **point.extra}
+        self.session.add(existing)
+        self.session.flush()
+        return existing
+
+    def page(self, job_id: str, *, after_step: int | None, limit: int) -> list[MetricPoint]:
+        statement = (
+            select(MetricPoint)
+            .where(MetricPoint.job_id == job_id)
+            .order_by(col(MetricPoint.step))
+            .limit(limit)
+        )
+        if after_step is not None:
+            statement = statement.where(col(MetricPoint.step) > after_step)
+        return list(self.session.exec(statement))

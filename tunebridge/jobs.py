@@ -1,0 +1,187 @@
+"""Job use cases: create, read, list, cancel. Keyword-only, returning domain rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
+
+from backends.registry import BackendRegistry
+from storage.database import Database
+from storage.repositories.audit import AuditRepository
+from storage.repositories.datasets import DatasetRepository
+from storage.repositories.events import JobEventRepository
+from storage.repositories.jobs import JobRepository
+from storage.repositories.metrics import MetricRepository
+from storage.tables import AuditLog, Dataset, Job, JobEvent, MetricPoint
+from tunebridge import hyperparameters, validation
+from tunebridge.clock import Clock, new_id
+from tunebridge.errors import Conflict, InvalidInput, NotFound, Problem
+from tunebridge.lifecycle import apply_transition, record_creation
+from tunebridge.status import JobStatus
+
+METHOD_FORMATS = {
+    "sft": {validation.CHAT, validation.PROMPT_COMPLETION, validation.TEXT},
+    "dpo": {validation.PREFERENCE, validation.PREFERENCE_OPENAI},
+}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    training_dataset_id: str
+    base_model: str
+    backend: str
+    method: str = "sft"
+    validation_dataset_id: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    suffix: str | None = None
+    notify_channel: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: Job
+    warnings: list[Problem]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked, and from where: the audit trail's subject."""
+
+    name: str
+    source: str  # http | slack | cli | scheduler
+    remote: str | None = None
+
+
+def _dataset(session: Session, dataset_id: str, method: str, field_name: str) -> Dataset:
+    dataset = DatasetRepository(session).get(dataset_id)
+    if dataset is None:
+        raise NotFound("dataset", dataset_id)
+    if dataset.format not in METHOD_FORMATS[method]:
+        raise InvalidInput(
+            "dataset_format_mismatch",
+            f"Dataset {dataset_id} is {dataset.format}; method {method!r} needs one of "
+            f"{sorted(METHOD_FORMATS[method])}.",
+            [Problem("dataset_format_mismatch", "Wrong data format for this method.",
+                     field=field_name)],
+        )
+    return dataset
+
+
+def _check_request(request: JobRequest, registry: BackendRegistry) -> None:
+    if request.method not in METHOD_FORMATS:
+        raise InvalidInput("invalid_method", f"Method must be one of {sorted(METHOD_FORMATS)}.",
+                           [Problem("invalid_method", "Unknown method.", field="method")])
+    if request.backend not in registry:
+        raise InvalidInput(
+            "unknown_backend",
+            f"Backend {request.backend!r} is not configured; available: {registry.names()}.",
+            [Problem("unknown_backend", "Unknown backend.", field="backend")],
+        )
+
+
+def create_job(
+    *, db: Database, registry: BackendRegistry, clock: Clock, request: JobRequest,
+    creator: str, idempotency_key: str | None = None, default_channel: str | None = None,
+) -> CreatedJob:
+    _check_request(request, registry)
+    resolved = hyperparameters.resolve(
+        method=request.method, backend=request.backend, given=request.hyperparameters
+    )
+    now = clock.now()
+    with db.session() as session:
+        _dataset(session, request.training_dataset_id, request.method, "training_dataset_id")
+        if request.validation_dataset_id:
+            _dataset(session, request.validation_dataset_id, request.method,
+                     "validation_dataset_id")
+        job = JobRepository(session).add(Job(
+            id=new_id("job"), backend=request.backend, base_model=request.base_model,
+            method=request.method, status=JobStatus.QUEUED,
+            training_dataset_id=request.training_dataset_id,
+            validation_dataset_id=request.validation_dataset_id,
+            hyperparameters=resolved.values, options=dict(request.options),
+            suffix=request.suffix, creator=creator,
+            slack_channel=request.notify_channel or default_channel,
+            idempotency_key=idempotency_key, created_at=now, updated_at=now,
+        ))
+        record_creation(session, job, now=now, actor=creator)
+        for warning in resolved.warnings:
+            JobEventRepository(session).add(JobEvent(
+                job_id=job.id, kind="lint", level="warning", message=warning.message,
+                data=warning.as_dict(), created_at=now))
+    return CreatedJob(job=job, warnings=resolved.warnings)
+
+
+def get_job(*, db: Database, job_id: str) -> Job:
+    with db.session() as session:
+        job = JobRepository(session).get(job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def list_jobs(
+    *, db: Database, limit: int, cursor: str | None = None, statuses: Sequence[str] = (),
+    backend: str | None = None, creator: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page, newest first, and the cursor for the next page (None at the end)."""
+    bad = [s for s in statuses if s not in JobStatus.__members__.values()]
+    if bad:
+        raise InvalidInput("invalid_status", f"Unknown status filter: {', '.join(bad)}.")
+    with db.session() as session:
+        rows = JobRepository(session).page(
+            limit=limit + 1, before_id=cursor, statuses=statuses, backend=backend,
+            creator=creator)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def cancel_job(*, db: Database, clock: Clock, job_id: str, actor: Actor) -> Job:
+    """Cancel now if nothing was submitted; else mark `cancelling` for the poller to finish.
+
+    Every attempt is audited, refused ones too, so on-call can see who tried what.
+    """
+    now = clock.now()
+    try:
+        with db.session() as session:
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is None:
+                raise NotFound("job", job_id)
+            if job.status == JobStatus.CANCELLING:
+                raise Conflict("already_cancelling", f"Job {job_id} is already being cancelled.",
+                               details={"job_id": job_id, "status": job.status})
+            target = JobStatus.CANCELLING if job.handle else JobStatus.CANCELLED
+            apply_transition(session, job, target, now=now, reason=f"requested by {actor.name}")
+            _audit(session, actor, job_id, "cancel", {"outcome": str(target)}, now)
+            return job
+    except Conflict as refused:
+        with db.session() as session:
+            _audit(session, actor, job_id, "cancel", {"outcome": "refused", "code": refused.code},
+                   now)
+        raise
+
+
+def _audit(session: Session, actor: Actor, job_id: str, action: str, detail: dict[str, Any],
+           now: Any) -> None:
+    AuditRepository(session).add(AuditLog(
+        actor=actor.name, action=action, job_id=job_id, source=actor.source, remote=actor.remote,
+        detail=detail, created_at=now))
+
+
+def job_events(*, db: Database, job_id: str, after_id: int | None, limit: int) -> list[JobEvent]:
+    with db.session() as session:
+        if JobRepository(session).get(job_id) is None:
+            raise NotFound("job", job_id)
+        return JobEventRepository(session).page(job_id, after_id=after_id, limit=limit)
+
+
+def job_metrics(*, db: Database, job_id: str, after_step: int | None, limit: int
+                ) -> list[MetricPoint]:
+    with db.session() as session:
+        if JobRepository(session).get(job_id) is None:
+            raise NotFound("job", job_id)
+        return MetricRepository(session).page(job_id, after_step=after_step, limit=limit)

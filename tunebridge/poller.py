@@ -1,0 +1,218 @@
+"""The poll tick: submit queued jobs, forward cancels, and store what backends report.
+
+Each job's outcome is committed in its own transaction, so a crash mid-tick loses at most the
+poll in flight; the backend's cursor is stored with the data it covers, so nothing repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+
+from backends.base import Backend, BackendError, Handle, JobSpec, RemoteStatus, Update
+from backends.registry import BackendRegistry, UnknownBackend
+from storage.database import Database
+from storage.repositories.datasets import DatasetRepository
+from storage.repositories.events import JobEventRepository
+from storage.repositories.jobs import JobRepository
+from storage.tables import Job, JobEvent
+from tunebridge.clock import Clock
+from tunebridge.lifecycle import apply_transition, notify
+from tunebridge.metrics_store import store_samples
+from tunebridge.status import TRANSITIONS, JobStatus
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLING)
+
+REMOTE_TO_JOB = {
+    RemoteStatus.QUEUED: JobStatus.QUEUED,
+    RemoteStatus.RUNNING: JobStatus.RUNNING,
+    RemoteStatus.PAUSED: JobStatus.PAUSED,
+    RemoteStatus.SUCCEEDED: JobStatus.SUCCEEDED,
+    RemoteStatus.FAILED: JobStatus.FAILED,
+    RemoteStatus.CANCELLED: JobStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    interval_s: float = 10.0
+    concurrency: int = 32
+    batch: int = 500
+    max_backoff_s: float = 300.0
+
+
+class Poller:
+    def __init__(self, *, db: Database, registry: BackendRegistry, clock: Clock,
+                 settings: PollSettings) -> None:
+        self.db = db
+        self.registry = registry
+        self.clock = clock
+        self.settings = settings
+
+    async def tick(self) -> int:
+        """Poll every due active job once, at most `concurrency` at a time; returns the count."""
+        jobs = await asyncio.to_thread(self._due_jobs)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(job: Job) -> None:
+            async with gate:
+                try:
+                    await self.poll_job(job)
+                except Exception:  # one broken job must not stop the others
+                    log.exception("poll failed", extra={"job_id": job.id})
+
+        await asyncio.gather(*(one(job) for job in jobs))
+        return len(jobs)
+
+    def _due_jobs(self) -> list[Job]:
+        with self.db.session() as session:
+            return JobRepository(session).due_for_poll(
+                statuses=ACTIVE, now=self.clock.now(), limit=self.settings.batch)
+
+    async def poll_job(self, job: Job) -> None:
+        try:
+            backend = self.registry.get(job.backend)
+        except UnknownBackend:
+            reason = f"backend {job.backend!r} is not configured"
+            await asyncio.to_thread(self._fail, job.id, reason)
+            return
+        try:
+            if job.handle is None:
+                await self._submit(job, backend)
+                return
+            handle = Handle(external_id=job.external_id or "", state=job.handle)
+            if job.status == JobStatus.CANCELLING:
+                await self._forward_cancel(job, backend, handle)
+            update = await backend.poll(handle, job.poll_cursor)
+        except BackendError as exc:
+            await asyncio.to_thread(self._backend_error, job.id, exc)
+            return
+        await asyncio.to_thread(self.record_update, job.id, update)
+
+    async def _submit(self, job: Job, backend: Backend) -> None:
+        if job.status == JobStatus.CANCELLING:
+            await asyncio.to_thread(self._transition, job.id, JobStatus.CANCELLED, "never started")
+            return
+        spec = await asyncio.to_thread(self._spec, job)
+        handle = await backend.submit(spec)
+        await asyncio.to_thread(self._store_handle, job.id, handle)
+
+    async def _forward_cancel(self, job: Job, backend: Backend, handle: Handle) -> None:
+        if await asyncio.to_thread(self._has_event, job.id, "cancel_forwarded"):
+            return
+        await backend.cancel(handle)
+        await asyncio.to_thread(self._add_event, job.id, "cancel_forwarded",
+                                f"Cancel sent to {job.backend}.")
+
+    def _spec(self, job: Job) -> JobSpec:
+        with self.db.session() as session:
+            datasets = DatasetRepository(session)
+            training = datasets.get(job.training_dataset_id)
+            validation = datasets.get(job.validation_dataset_id or "")
+        assert training is not None  # foreign key
+        return JobSpec(
+            job_id=job.id, base_model=job.base_model, method=job.method,
+            hyperparameters=job.hyperparameters, training_file=Path(training.blob_path),
+            validation_file=Path(validation.blob_path) if validation else None,
+            suffix=job.suffix, seed=job.hyperparameters.get("seed"), options=job.options)
+
+    def _store_handle(self, job_id: str, handle: Handle) -> None:
+        now = self.clock.now()
+        with self.db.session() as session:
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is None:
+                return
+            job.handle = dict(handle.state)
+            job.external_id = handle.external_id
+            job.updated_at = now
+            session.add(job)
+            JobEventRepository(session).add(JobEvent(
+                job_id=job_id, kind="backend", message=f"Submitted to {job.backend} as "
+                f"{handle.external_id}.", dedupe_key="submitted", created_at=now))
+
+    def record_update(self, job_id: str, update: Update) -> None:
+        """Metrics, events, cursor and status from one poll, committed together."""
+        now = self.clock.now()
+        with self.db.session() as session:
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is None or JobStatus(job.status).is_terminal:
+                return
+            events = JobEventRepository(session)
+            store_samples(session, job_id, update.metrics, now)
+            for event in update.events:
+                key = f"backend:{event.event_id}"
+                if not events.has_dedupe_key(job_id, key):
+                    events.add(JobEvent(job_id=job_id, kind="backend", level=event.level,
+                                        message=event.message, dedupe_key=key,
+                                        data=dict(event.data), created_at=event.created_at or now))
+            job.poll_cursor = update.cursor
+            if update.result is not None:
+                job.result = dict(update.result)
+            if update.error is not None:
+                job.error = dict(update.error)
+            job.next_poll_at = now + timedelta(seconds=self.settings.interval_s)
+            self._follow_remote(session, job, REMOTE_TO_JOB[update.status], update, now)
+            session.add(job)
+
+    @staticmethod
+    def _follow_remote(session: Session, job: Job, target: JobStatus, update: Update,
+                       now: datetime) -> None:
+        current = JobStatus(job.status)
+        if target == current or target not in TRANSITIONS[current]:
+            return  # e.g. the provider still says running while we are cancelling
+        reason = None
+        if target is JobStatus.FAILED and update.error:
+            reason = str(update.error.get("message") or update.error)
+        apply_transition(session, job, target, now=now, reason=reason,
+                         data={"result": dict(update.result)} if update.result else None)
+
+    def _backend_error(self, job_id: str, exc: BackendError) -> None:
+        now = self.clock.now()
+        if not exc.retryable:
+            with self.db.session() as session:
+                job = JobRepository(session).get(job_id, for_update=True)
+                if job is None:
+                    return
+                if job.handle is None:  # the provider refused the job itself
+                    apply_transition(session, job, JobStatus.FAILED, now=now, reason=str(exc),
+                                     data={"error": str(exc)})
+                    job.error = {"message": str(exc)}
+                    return
+                notify(session, job, kind="alert", dedupe_key=f"{job_id}:config:{exc}"[:200],
+                       text=f"Backend {job.backend} refused a request for {job_id}: {exc}",
+                       now=now)
+        delay = exc.retry_after or self.settings.interval_s * (1 + random.random())
+        delay = min(delay, self.settings.max_backoff_s)
+        log.warning("backend error, retrying in %.1fs: %s", delay, exc, extra={"job_id": job_id})
+        with self.db.session() as session:
+            job = JobRepository(session).get(job_id)
+            if job is not None:
+                job.next_poll_at = now + timedelta(seconds=delay)
+                session.add(job)
+
+    def _transition(self, job_id: str, target: JobStatus, reason: str) -> None:
+        with self.db.session() as session:
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is not None and target in TRANSITIONS[JobStatus(job.status)]:
+                apply_transition(session, job, target, now=self.clock.now(), reason=reason)
+
+    def _fail(self, job_id: str, reason: str) -> None:
+        self._transition(job_id, JobStatus.FAILED, reason)
+
+    def _has_event(self, job_id: str, dedupe_key: str) -> bool:
+        with self.db.session() as session:
+            return JobEventRepository(session).has_dedupe_key(job_id, dedupe_key)
+
+    def _add_event(self, job_id: str, dedupe_key: str, message: str) -> None:
+        with self.db.session() as session:
+            JobEventRepository(session).add(JobEvent(
+                job_id=job_id, kind="backend", message=message, dedupe_key=dedupe_key,
+                created_at=self.clock.now()))

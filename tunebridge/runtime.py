@@ -1,0 +1,84 @@
+"""Composition root: builds the long-lived parts from Settings, once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backends.base import Backend
+from backends.registry import BackendRegistry
+from storage import migration
+from storage.blobs import BlobStore
+from storage.database import Database
+from tunebridge.clock import Clock, SystemClock
+from tunebridge.console_notifier import ConsoleNotifier
+from tunebridge.outbox import Notifier, OutboxSender
+from tunebridge.poller import Poller, PollSettings
+from tunebridge.scheduler import Scheduler
+from tunebridge.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    registry: BackendRegistry
+    notifier: Notifier
+    clock: Clock
+    poller: Poller
+    sender: OutboxSender
+    scheduler: Scheduler | None = field(default=None)
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        self.db.dispose()
+
+
+def default_backends(settings: Settings) -> list[Backend]:
+    """The backends this settings object can run; each import is lazy so a gateway that only
+    routes to OpenAI never imports the training stack."""
+    backends: list[Backend] = []
+    try:
+        from backends.local import LocalBackend
+    except ImportError:
+        pass
+    else:
+        backends.append(LocalBackend(  # type: ignore[call-arg]
+            runs_dir=settings.runs_dir, models_dir=settings.data_dir / "models",
+            torch_threads=settings.local_torch_threads))
+    if settings.openai_api_key is not None:
+        from backends.openai import OpenAIBackend
+
+        backends.append(OpenAIBackend(  # type: ignore[call-arg]
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url))
+    return backends
+
+
+def build_runtime(
+    settings: Settings, *, backends: list[Backend] | None = None,
+    notifier: Notifier | None = None, clock: Clock | None = None, migrate: bool = True,
+) -> Runtime:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    if migrate:
+        migration.upgrade(db.engine)
+    blobs = BlobStore(settings.blob_dir)
+    blobs.clear_staging()
+    clock = clock or SystemClock()
+    registry = BackendRegistry(default_backends(settings) if backends is None else backends)
+    notifier = notifier or ConsoleNotifier(settings.data_dir / "console-notifications.jsonl")
+    poller = Poller(db=db, registry=registry, clock=clock,
+                    settings=PollSettings(interval_s=settings.poll_interval_s))
+    sender = OutboxSender(db=db, notifier=notifier, clock=clock)
+    return Runtime(settings=settings, db=db, blobs=blobs, registry=registry, notifier=notifier,
+                   clock=clock, poller=poller, sender=sender)
+
+
+def attach_scheduler(runtime: Runtime) -> Scheduler:
+    runtime.scheduler = Scheduler(
+        poller=runtime.poller, sender=runtime.sender,
+        poll_interval_s=runtime.settings.poll_interval_s,
+        outbox_interval_s=runtime.settings.outbox_interval_s)
+    return runtime.scheduler

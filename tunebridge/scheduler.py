@@ -1,0 +1,58 @@
+"""APScheduler 3.x inside `serve`: the poll tick and the outbox drain, never overlapping."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from tunebridge.outbox import OutboxSender
+from tunebridge.poller import Poller
+
+log = logging.getLogger(__name__)
+
+POLL_JOB = "poll"
+OUTBOX_JOB = "outbox"
+
+
+class Scheduler:
+    def __init__(self, *, poller: Poller, sender: OutboxSender, poll_interval_s: float,
+                 outbox_interval_s: float) -> None:
+        self._poller = poller
+        self._sender = sender
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(self._poll, "interval", seconds=poll_interval_s, id=POLL_JOB,
+                                max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
+        self._scheduler.add_job(self._drain, "interval", seconds=outbox_interval_s,
+                                id=OUTBOX_JOB, max_instances=1, coalesce=True,
+                                next_run_time=datetime.now(UTC))
+
+    async def _poll(self) -> None:
+        try:
+            await self._poller.tick()
+        except Exception:
+            log.exception("poll tick failed")
+        self.wake_outbox()
+
+    async def _drain(self) -> None:
+        try:
+            await self._sender.drain()
+        except Exception:
+            log.exception("outbox drain failed")
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def wake_poll(self) -> None:
+        """Run the poll tick now (e.g. after a cancel) instead of waiting for the interval."""
+        if self._scheduler.running:
+            self._scheduler.modify_job(POLL_JOB, next_run_time=datetime.now(UTC))
+
+    def wake_outbox(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.modify_job(OUTBOX_JOB, next_run_time=datetime.now(UTC))

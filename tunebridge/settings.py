@@ -1,0 +1,76 @@
+"""One settings class for the whole product, read from TUNEBRIDGE_* variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Secrets are SecretStr so that reprs, logs and tracebacks show '**********'."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUNEBRIDGE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where state lives.
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file under data_dir."
+    )
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    scheduler_enabled: bool = True
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    outbox_interval_s: float = Field(default=2.0, gt=0)
+    notification_max_attempts: int = Field(default=20, ge=1)
+
+    # Limits.
+    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    max_line_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    max_reported_errors: int = Field(default=100, ge=1)
+    page_size_max: int = Field(default=200, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    # Backends.
+    default_backend: str = "local"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    local_executor: str = "subprocess"
+    local_torch_threads: int | None = Field(default=None, ge=1)
+    local_base_model: str = "smollm2-135m-instruct"
+
+    # Slack.
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str | None = None
+    slack_default_channel: str | None = None
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tunebridge.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
