@@ -1,0 +1,174 @@
+"""Runs trainer subprocesses on this host: starts queued runs, watches live ones, stops them.
+
+Every decision is taken from the files in the run directories, so a gateway that restarts (or a
+fresh LocalBackend instance) carries on where the last one stopped: a live trainer is re-attached
+by pid and start time, a vanished one is reported failed with the reason we can establish.
+Callers hold the queue lock around every method here.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.local.process import (
+    ProcessRef,
+    describe_exit,
+    is_alive,
+    signal_group,
+    spawn,
+    start_ticks,
+    trainer_command,
+)
+from backends.local.queue import CPU_SLOT, RunQueue
+from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    python: str
+    torch_threads: int | None = None
+    term_after_s: float = 5.0  # SIGTERM this long after a stop request the trainer ignores
+    kill_after_s: float = 30.0  # SIGKILL this long after the stop request: the last resort
+    heartbeat_timeout_s: float = 300.0
+    env: tuple[tuple[str, str], ...] = ()
+
+
+class SubprocessExecutor:
+    def __init__(self, runs_dir: Path, queue: RunQueue, settings: ExecutorSettings) -> None:
+        self.runs_dir = runs_dir
+        self.queue = queue
+        self.settings = settings
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # ours, to learn exit codes
+
+    def run_dir(self, run_id: str) -> RunDir:
+        return RunDir(self.runs_dir / run_id)
+
+    def pump(self) -> None:
+        """Reconcile active runs (freeing slots of finished ones), then start waiting runs."""
+        for run_id in self.queue.active():
+            self.reconcile(self.run_dir(run_id))
+        free = self.queue.free_slots()
+        for run_id in self.queue.waiting():
+            run = self.run_dir(run_id)
+            status = run.read_status()
+            if status is not None and status.state is not RunState.QUEUED:
+                self.queue.dequeue(run_id)  # cancelled while waiting, or otherwise settled
+                continue
+            if not free:
+                break
+            self.launch(run, free.pop(0))
+
+    def launch(self, run: RunDir, slot: str) -> None:
+        run.write_status(RunState.LAUNCHING)
+        try:
+            child = spawn(trainer_command(self.settings.python, run.path), run.log,
+                          self._env(slot))
+        except OSError as exc:
+            self.queue.dequeue(run.run_id)
+            run.write_status(RunState.FAILED, reason=f"could not start the trainer: {exc}")
+            return
+        self._children[child.pid] = child
+        ref = ProcessRef(child.pid, start_ticks(child.pid))
+        write_json_atomic(run.launch_file, {**ref.to_json(), "slot": slot,
+                                            "launched_at": time.time()})
+        self.queue.activate(run.run_id, slot)
+        run.event("launched", f"trainer started (pid {child.pid}, slot {slot})",
+                  pid=child.pid, slot=slot)
+
+    def _env(self, slot: str) -> dict[str, str]:
+        env = dict(self.settings.env)
+        env["CUDA_VISIBLE_DEVICES"] = "" if slot == CPU_SLOT else slot
+        env["TOKENIZERS_PARALLELISM"] = "false"
+        if self.settings.torch_threads:
+            threads = str(self.settings.torch_threads)
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        return env
+
+    def reconcile(self, run: RunDir) -> RunStatus:
+        """The run's status after checking its process; settles runs whose trainer is gone."""
+        status = run.read_status() or run.write_status(RunState.QUEUED)
+        if status.state.terminal:
+            self.queue.release(run.run_id)
+            return status
+        if not status.state.active:
+            return status
+        launch = read_json(run.launch_file)
+        if launch is None:
+            return self._settle(run, RunState.FAILED, "trainer launch was interrupted")
+        ref = ProcessRef(int(launch["pid"]), launch.get("start_ticks"))
+        child = self._children.get(ref.pid)
+        if child is not None:
+            child.poll()  # reap a finished child so it does not linger as a zombie
+        if is_alive(ref):
+            return self._watch_live(run, ref, status)
+        return self._settle_dead(run, ref, child)
+
+    def _settle_dead(
+        self, run: RunDir, ref: ProcessRef, child: subprocess.Popen[bytes] | None
+    ) -> RunStatus:
+        latest = run.read_status()
+        if latest is not None and latest.state.terminal:  # it finished as we looked
+            self.queue.release(run.run_id)
+            return latest
+        self._children.pop(ref.pid, None)
+        how = describe_exit(child.returncode if child is not None else None)
+        if run.stop_requested():
+            return self._settle(run, RunState.CANCELLED,
+                                f"trainer was stopped forcibly ({how}); no adapter was saved")
+        beat = read_json(run.heartbeat) or {}
+        age = f"{time.time() - beat['at']:.0f}s ago" if beat.get("at") else "never"
+        reason = (f"trainer process {ref.pid} ended without a final status: {how}; "
+                  f"last heartbeat {age} at step {beat.get('step')}")
+        tail = run.log_tail(3)
+        if tail:
+            reason += f"; last log lines: {tail}"
+        return self._settle(run, RunState.FAILED, reason)
+
+    def _settle(self, run: RunDir, state: RunState, reason: str) -> RunStatus:
+        self.queue.release(run.run_id)
+        self.queue.dequeue(run.run_id)
+        result = {"checkpoints": sorted(str(p) for p in run.output_dir.glob("checkpoint-*"))}
+        status = run.write_status(state, reason=reason, result=result)
+        run.event(f"settled-{state.value}", reason,
+                  level="error" if state is RunState.FAILED else "warning")
+        return status
+
+    def _watch_live(self, run: RunDir, ref: ProcessRef, status: RunStatus) -> RunStatus:
+        stop = read_json(run.stop_file)
+        if stop is not None:
+            self._escalate(run, ref, stop)
+            return status
+        beat = read_json(run.heartbeat)
+        stale = beat is not None and time.time() - beat["at"] > self.settings.heartbeat_timeout_s
+        if stale:
+            signal_group(ref, signal.SIGKILL)
+            reason = (f"trainer stopped responding (no heartbeat for "
+                      f"{self.settings.heartbeat_timeout_s:.0f}s) and was killed")
+            return self._settle(run, RunState.FAILED, reason)
+        return status
+
+    def _escalate(self, run: RunDir, ref: ProcessRef, stop: dict[str, Any]) -> None:
+        """Stop file first; SIGTERM if ignored; SIGKILL after the grace period."""
+        waited = time.time() - float(stop["requested_at"])
+        if waited >= self.settings.kill_after_s and not stop.get("kill_sent_at"):
+            signal_group(ref, signal.SIGKILL)
+            stop["kill_sent_at"] = time.time()
+            run.event("sigkill", f"trainer still running {waited:.0f}s after the stop request: "
+                      "SIGKILL", level="warning")
+        elif waited >= self.settings.term_after_s and not stop.get("term_sent_at"):
+            signal_group(ref, signal.SIGTERM)
+            stop["term_sent_at"] = time.time()
+            run.event("sigterm", "trainer still running after the stop request: SIGTERM")
+        else:
+            return
+        write_json_atomic(run.stop_file, stop)
+
+    def request_stop(self, run: RunDir, reason: str) -> None:
+        if not run.stop_file.exists():
+            write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
+            run.event("stop-requested", f"stop requested: {reason}")
