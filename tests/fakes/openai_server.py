@@ -1,0 +1,300 @@
+"""A fake OpenAI API on 127.0.0.1: real HTTP, so tests run the official SDK unchanged.
+
+Plays `/v1/files`, `/v1/uploads` and `/v1/fine_tuning/jobs` (see `openai_jobs.py` for the
+simulated account). It records every request, requires the Bearer key, can inject latency (to
+model network round trips in the bench), and can be told to answer the next N requests with
+429 + Retry-After, 5xx, or a dropped connection. Jobs move only when the test calls `advance`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.openai_jobs import OpenAIWorld
+from tests.fakes.openai_world import ApiError
+
+Route = tuple[str, "re.Pattern[str]", Callable[..., dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Fault:
+    """One injected failure: an HTTP status (with optional Retry-After) or a dropped connection.
+
+    A drop with `processed=True` handles the request first and then loses the response: the
+    case where a create succeeded at the provider but the client never heard of it.
+    """
+
+    status: int | None
+    retry_after: str | None = None
+    method: str | None = None
+    path: str | None = None
+    processed: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in (None, method) and (self.path is None or path.startswith(self.path))
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Parse multipart/form-data with the stdlib: field name → (filename, bytes)."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        assert isinstance(part, Message)
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
+class FakeOpenAI:
+    """Start with `with FakeOpenAI() as fake:`; point the SDK at `fake.base_url`."""
+
+    def __init__(
+        self,
+        api_key: str = "sk-fake-test",
+        *,
+        latency_s: float = 0.0,
+        steps_per_epoch: int = 4,
+        default_epochs: int = 3,
+    ) -> None:
+        self.api_key = api_key
+        self.latency_s = latency_s
+        self.world = OpenAIWorld(steps_per_epoch=steps_per_epoch, default_epochs=default_epochs)
+        self.requests: list[RecordedRequest] = []
+        self.record = True
+        self.faults: list[Fault] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.routes = self._routes()
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    # ----- what tests steer and inspect --------------------------------------------------------
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 429,
+        *,
+        retry_after: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `count` matching requests with `status` (path is a /v1/... prefix)."""
+        with self._lock:
+            self.faults.extend(Fault(status, retry_after, method, path) for _ in range(count))
+
+    def drop_next(
+        self,
+        count: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        processed: bool = False,
+    ) -> None:
+        """Close the connection without answering (after handling it, if `processed`)."""
+        with self._lock:
+            self.faults.extend(Fault(None, None, method, path, processed) for _ in range(count))
+
+    def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
+        pattern = re.compile(path_pattern)
+        with self._lock:
+            return [r for r in self.requests if r.method == method and pattern.fullmatch(r.path)]
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = 0
+
+    def advance(self, job_id: str, ticks: int = 1) -> str:
+        return self.world.advance(job_id, ticks)
+
+    def run_to_end(self, job_id: str) -> str:
+        return self.world.run_to_end(job_id)
+
+    # ----- request handling (called from server threads) ------------------------------------
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self.faults):
+                if fault.matches(method, path):
+                    return self.faults.pop(index)
+        return None
+
+    def enter(self, request: RecordedRequest) -> None:
+        with self._lock:
+            if self.record:
+                self.requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def dispatch(self, request: RecordedRequest) -> tuple[int, dict[str, Any]]:
+        """Route one authenticated request; ApiError becomes OpenAI's error body."""
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            error = ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+            return error.status, error.body
+        for method, pattern, handler in self.routes:
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                try:
+                    return 200, handler(request, *match.groups())
+                except ApiError as error:
+                    return error.status, error.body
+        error = ApiError(404, f"Unknown route {request.method} {request.path}")
+        return error.status, error.body
+
+    def _routes(self) -> list[Route]:
+        w = self.world
+        job = r"/v1/fine_tuning/jobs/([\w-]+)"
+        return [
+            ("POST", re.compile(r"/v1/files"), self._create_file),
+            ("GET", re.compile(r"/v1/files"), lambda r: w.list_files(r.query)),
+            ("GET", re.compile(r"/v1/files/([\w-]+)"), lambda r, i: w.get_file(i)),
+            ("POST", re.compile(r"/v1/uploads"), lambda r: w.create_upload(r.json())),
+            ("POST", re.compile(r"/v1/uploads/(\w+)/parts"), self._add_part),
+            ("POST", re.compile(r"/v1/uploads/(\w+)/complete"),
+             lambda r, i: w.complete_upload(i, r.json())),
+            ("POST", re.compile(r"/v1/fine_tuning/jobs"), lambda r: w.create_job(r.json())),
+            ("GET", re.compile(r"/v1/fine_tuning/jobs"), lambda r: w.list_jobs(r.query)),
+            ("GET", re.compile(job), lambda r, i: w.get_job(i)),
+            ("POST", re.compile(job + "/cancel"), lambda r, i: w.cancel_job(i)),
+            ("POST", re.compile(job + "/pause"), lambda r, i: w.pause_job(i)),
+            ("POST", re.compile(job + "/resume"), lambda r, i: w.resume_job(i)),
+            ("GET", re.compile(job + "/events"), lambda r, i: w.list_events(i, r.query)),
+            ("GET", re.compile(job + "/checkpoints"), lambda r, i: w.list_checkpoints(i, r.query)),
+        ]  # fmt: skip
+
+    def _create_file(self, request: RecordedRequest) -> dict[str, Any]:
+        fields = multipart_fields(request.headers.get("content-type", ""), request.body)
+        if "file" not in fields:
+            raise ApiError(400, "Missing required parameter: 'file'.", param="file")
+        filename, content = fields["file"]
+        purpose = fields.get("purpose", (None, b""))[1].decode()
+        return self.world.create_file(filename or "upload", content, purpose)
+
+    def _add_part(self, request: RecordedRequest, upload_id: str) -> dict[str, Any]:
+        fields = multipart_fields(request.headers.get("content-type", ""), request.body)
+        if "data" not in fields:
+            raise ApiError(400, "Missing required parameter: 'data'.", param="data")
+        return self.world.add_part(upload_id, fields["data"][1])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # bursts of a thousand concurrent polls must not be refused
+
+
+def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like the real API
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
+
+        def do_GET(self) -> None:
+            self._handle()
+
+        def do_POST(self) -> None:
+            self._handle()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Silence per-request stderr lines; tests inspect `fake.requests` instead."""
+
+        def _handle(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            request = RecordedRequest(
+                method=self.command,
+                path=url.path,
+                query=dict(parse_qsl(url.query, keep_blank_values=True)),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length) if length else b"",
+            )
+            fake.enter(request)
+            try:
+                if fake.latency_s:
+                    time.sleep(fake.latency_s)
+                fault = fake.take_fault(request.method, request.path)
+                if fault is not None and fault.status is None:
+                    if fault.processed:
+                        fake.dispatch(request)
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault is not None:
+                    self._fault(fault)
+                    return
+                self._send(*fake.dispatch(request))
+            finally:
+                fake.leave()
+
+        def _fault(self, fault: Fault) -> None:
+            assert fault.status is not None
+            kind = "requests" if fault.status == 429 else "server_error"
+            message = "Rate limit reached." if fault.status == 429 else "The server had an error."
+            body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+            extra = {"retry-after": fault.retry_after} if fault.retry_after else {}
+            self._send(fault.status, body, extra)
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
