@@ -34,9 +34,12 @@ class IdempotencyMiddleware:
         self.ttl_s = ttl_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
         key = headers.get("idempotency-key")
-        if scope["type"] != "http" or scope["method"] != "POST" or key is None:
+        if key is None:
             await self.app(scope, receive, send)
             return
         credential = hashlib.sha256(headers.get("authorization", "").encode()).hexdigest()[:32]
@@ -99,29 +102,38 @@ class IdempotencyMiddleware:
 
     async def _run_and_store(self, scope: Scope, receive: Receive, send: Send,
                              claim: Reservation) -> None:
-        status = 500
-        headers: dict[str, str] = {}
-        body = bytearray()
+        """Hold the (small, JSON) response until it is stored, so a client that retries the
+        moment it reads the answer finds the stored copy, never an in-progress claim."""
+        held: list[Message] = []
+        finished = False
 
-        async def capturing_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for k, v in message.get("headers", []):
-                    if k.lower() in (b"content-type", b"location"):
-                        headers[k.decode()] = v.decode()
-            elif message["type"] == "http.response.body":
-                body.extend(message.get("body", b""))
-            await send(message)
+        async def storing_send(message: Message) -> None:
+            nonlocal finished
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await self._settle(claim, held)
+                finished = True
+                for pending in held:
+                    await send(pending)
+                held.clear()
 
         try:
-            await self.app(scope, receive, capturing_send)
+            await self.app(scope, receive, storing_send)
         finally:
-            if status >= 500 or status in _NOT_STORED:
+            if not finished:
                 await run_in_threadpool(
                     lambda: idempotency.release(db=self.db, reservation=claim))
-            else:
-                stored = StoredResponse(status_code=status, body=body.decode(errors="replace"),
-                                        headers=headers)
-                await run_in_threadpool(lambda: idempotency.complete(
-                    db=self.db, reservation=claim, response=stored))
+
+    async def _settle(self, claim: Reservation, messages: list[Message]) -> None:
+        start = messages[0]
+        status = int(start["status"])
+        if status >= 500 or status in _NOT_STORED:
+            await run_in_threadpool(lambda: idempotency.release(db=self.db, reservation=claim))
+            return
+        headers = {k.decode(): v.decode() for k, v in start.get("headers", [])
+                   if k.lower() in (b"content-type", b"location")}
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        stored = StoredResponse(status_code=status, body=body.decode(errors="replace"),
+                                headers=headers)
+        await run_in_threadpool(
+            lambda: idempotency.complete(db=self.db, reservation=claim, response=stored))

@@ -155,6 +155,7 @@ def cancel_job(*, db: Database, clock: Clock, job_id: str, actor: Actor) -> Job:
                 raise Conflict("already_cancelling", f"Job {job_id} is already being cancelled.",
                                details={"job_id": job_id, "status": job.status})
             target = JobStatus.CANCELLING if job.handle else JobStatus.CANCELLED
+            job.next_poll_at = None  # the poller forwards the cancel on its next tick
             apply_transition(session, job, target, now=now, reason=f"requested by {actor.name}")
             _audit(session, actor, job_id, "cancel", {"outcome": str(target)}, now)
             return job

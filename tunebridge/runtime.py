@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 from backends.base import Backend
@@ -53,7 +54,15 @@ def default_backends(settings: Settings) -> list[Backend]:
         backends.append(OpenAIBackend(  # type: ignore[call-arg]
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url))
+    backends.extend(_plugin(spec, settings) for spec in settings.backend_plugins)
     return backends
+
+
+def _plugin(spec: str, settings: Settings) -> Backend:
+    module_name, _, attribute = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute or "build")
+    backend: Backend = factory(settings)
+    return backend
 
 
 def build_runtime(

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     local_executor: str = "subprocess"
     local_torch_threads: int | None = Field(default=None, ge=1)
     local_base_model: str = "smollm2-135m-instruct"
+    backend_plugins: list[str] = Field(
+        default_factory=list,
+        description='Extra backends as "module:factory"; factory(settings) returns a Backend.',
+    )
 
     # Slack.
     slack_bot_token: SecretStr | None = None

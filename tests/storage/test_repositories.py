@@ -1,0 +1,87 @@
+"""Repository behaviour that the services rely on, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from storage import migration
+from storage.database import Database
+from storage.repositories.datasets import DatasetRepository
+from storage.repositories.jobs import JobRepository
+from storage.repositories.metrics import MetricRepository
+from storage.repositories.outbox import OutboxRepository
+from storage.tables import Dataset, Job, MetricPoint, Notification
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    migration.upgrade(database.engine)
+    with database.session() as session:
+        DatasetRepository(session).add(Dataset(
+            id="ds_1", sha256="a" * 64, filename="x.jsonl", format="chat", num_examples=1,
+            size_bytes=10, blob_path="/x", created_by="t", created_at=NOW))
+        JobRepository(session).add(Job(
+            id="job_1", backend="scripted", base_model="m", method="sft", status="queued",
+            training_dataset_id="ds_1", creator="t", created_at=NOW, updated_at=NOW))
+    yield database
+    database.dispose()
+
+
+def test_times_come_back_aware_utc(db: Database) -> None:
+    with db.session() as session:
+        job = JobRepository(session).get("job_1")
+    assert job is not None
+    assert job.created_at == NOW
+    assert job.created_at.tzinfo is not None
+
+
+def test_naive_datetimes_are_refused(db: Database) -> None:
+    with pytest.raises(Exception, match="naive"), db.session() as session:
+        job = JobRepository(session).get("job_1")
+        assert job is not None
+        job.updated_at = datetime(2026, 1, 1)
+        session.add(job)
+
+
+def test_metric_merge_joins_train_and_eval_records_of_a_step(db: Database) -> None:
+    with db.session() as session:
+        repo = MetricRepository(session)
+        repo.merge(MetricPoint(job_id="job_1", step=10, train_loss=1.5, created_at=NOW))
+        repo.merge(MetricPoint(job_id="job_1", step=10, eval_loss=1.7, created_at=NOW))
+        repo.merge(MetricPoint(job_id="job_1", step=10, train_loss=1.5, created_at=NOW))
+    with db.session() as session:
+        (point,) = MetricRepository(session).page("job_1", after_step=None, limit=10)
+    assert (point.train_loss, point.eval_loss) == (1.5, 1.7)
+
+
+def test_outbox_dedupe_key_is_queued_once(db: Database) -> None:
+    def note() -> Notification:
+        return Notification(dedupe_key="job_1:x", job_id="job_1", kind="status",
+                            payload={"text": "hi"}, created_at=NOW)
+
+    with db.session() as session:
+        assert OutboxRepository(session).add_once(note()) is not None
+    with db.session() as session:
+        assert OutboxRepository(session).add_once(note()) is None
+        assert len(OutboxRepository(session).for_job("job_1")) == 1
+
+
+def test_due_for_poll_honours_next_poll_at(db: Database) -> None:
+    with db.session() as session:
+        repo = JobRepository(session)
+        job = repo.get("job_1")
+        assert job is not None
+        job.next_poll_at = NOW + timedelta(seconds=30)
+        session.add(job)
+    with db.session() as session:
+        repo = JobRepository(session)
+        assert repo.due_for_poll(statuses=["queued"], now=NOW, limit=10) == []
+        later = NOW + timedelta(seconds=31)
+        assert [j.id for j in repo.due_for_poll(statuses=["queued"], now=later, limit=10)] == [
+            "job_1"]
