@@ -27,7 +27,8 @@ class ConsoleNotifier:
         return await asyncio.to_thread(self._send, notification)
 
     def _send(self, notification: OutgoingNotification) -> dict[str, Any]:
-        where = f" #{notification.channel}" if notification.channel else ""
+        channel = (notification.channel or "").lstrip("#")
+        where = f" #{channel}" if channel else ""
         text = notification.payload.get("text", "")
         self.stream.write(f"[tunebridge{where}] {text}\n")
         self.stream.flush()
