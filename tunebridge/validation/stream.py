@@ -1,0 +1,187 @@
+"""The streaming validator: feed bytes as they arrive, get one report at the end.
+
+The upload path can hash, write and validate in the same pass over a request body; files are
+validated by feeding them in chunks. Memory stays bounded: one line at a time, a capped problem
+list, a bounded histogram of token counts and a bounded hash table for duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tunebridge.errors import Problem
+from tunebridge.tokens import TokenCounter, context_for_model, counter_for_model
+from tunebridge.validation.formats import (
+    LOCAL,
+    OPENAI,
+    OPENAI_MIN_EXAMPLES,
+    detect_format,
+    format_supported,
+    unsupported_format_problem,
+)
+from tunebridge.validation.hashes import DEFAULT_MAX_SLOTS, HashIndex, record_hash
+from tunebridge.validation.lines import LineSplitter
+from tunebridge.validation.records import record_problems
+from tunebridge.validation.report import ValidationReport
+from tunebridge.validation.stats import TokenStats, example_tokens
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """What to check against. Without a backend every format passes; without a token counter
+    (an OpenAI `model`, or a local tokenizer as `counter`) no token statistics are gathered."""
+
+    backend: str | None = None
+    model: str | None = None
+    counter: TokenCounter | None = None
+    context: int | None = None
+    max_reported: int = 100
+    max_line_bytes: int = 8 << 20
+    check_duplicates: bool = True
+    hash_slots: int = DEFAULT_MAX_SLOTS
+
+    def token_counter(self) -> TokenCounter | None:
+        if self.counter is not None:
+            return self.counter
+        if self.model and self.backend != LOCAL:
+            return counter_for_model(self.model)
+        return None
+
+    def token_context(self) -> int | None:
+        if self.context is not None:
+            return self.context
+        return context_for_model(self.model) if self.model and self.backend != LOCAL else None
+
+
+class StreamingValidator:
+    def __init__(self, options: ValidationOptions | None = None) -> None:
+        self.options = options or ValidationOptions()
+        self.report = ValidationReport(max_reported=self.options.max_reported)
+        self._splitter = LineSplitter(self.options.max_line_bytes)
+        self._counter = self.options.token_counter()
+        self._context = self.options.token_context()
+        if self._counter is not None:
+            self.report.tokens = TokenStats(context=self._context)
+        self._hashes = HashIndex(self.options.hash_slots) if self.options.check_duplicates else None
+        self._offset = 0  # byte offset of the next line's start
+
+    def feed(self, chunk: bytes) -> None:
+        self.report.num_bytes += len(chunk)
+        for line in self._splitter.feed(chunk):
+            self._take(line)
+
+    def finish(self) -> ValidationReport:
+        for line in self._splitter.finish():
+            self._take(line)
+        report = self.report
+        if self._hashes is not None:
+            report.duplicates_exact = self._hashes.exact
+        if report.num_examples == 0 and report.ok:
+            report.add(Problem("empty_file", "The file contains no examples."))
+        elif self.options.backend == OPENAI and 0 < report.num_examples < OPENAI_MIN_EXAMPLES:
+            report.add(Problem("too_few_examples", f"OpenAI needs at least {OPENAI_MIN_EXAMPLES} "
+                               f"examples; the file has {report.num_examples}."))
+        return report
+
+    def _take(self, line: bytes | int) -> None:
+        """Account for one line (bytes, or an int: the size of a line too long to keep)."""
+        report = self.report
+        report.num_lines += 1
+        size = line if isinstance(line, int) else len(line)
+        end = self._offset + size + 1
+        try:
+            if isinstance(line, int):
+                report.add(Problem("line_too_long", f"Line is {size} bytes; the limit is "
+                                   f"{self.options.max_line_bytes}.", line=report.num_lines))
+            else:
+                self._check_line(line, report.num_lines)
+        finally:
+            self._offset = end
+
+    def _check_line(self, raw: bytes, line: int) -> None:
+        if line == 1 and raw.startswith(_BOM):
+            self.report.add(Problem("bom", "The file starts with a UTF-8 byte-order mark; save "
+                                    "it without one.", line=1, column=1))
+            raw = raw[len(_BOM):]
+            self._offset += len(_BOM)
+        if not raw.strip():
+            self.report.add(Problem("blank_line", "Blank line (ignored).", line=line,
+                                    severity="warning"))
+            return
+        record = self._parse(raw, line)
+        if record is None:
+            return
+        fmt = self._format(record, line)
+        if fmt is not None:
+            self._check_record(record, fmt, line)
+
+    def _parse(self, raw: bytes, line: int) -> dict[str, Any] | None:
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.report.add(_decode_problem(raw, line, self._offset, exc))
+            return None
+        if not isinstance(record, dict):
+            self.report.add(Problem("not_object", "Each line must be a JSON object, not "
+                                    f"{type(record).__name__}.", line=line, column=1))
+            return None
+        return record
+
+    def _format(self, record: dict[str, Any], line: int) -> str | None:
+        fmt = detect_format(record)
+        report = self.report
+        if fmt is None:
+            report.add(Problem("unknown_format", "No known format: expected 'messages', "
+                               "'input'+'preferred_output'+'non_preferred_output', "
+                               "'prompt'+'chosen'+'rejected', 'prompt'+'completion' or 'text'; "
+                               f"got keys {sorted(record)[:10]}.", line=line))
+            return None
+        if report.format is None:
+            report.format = fmt
+            backend = self.options.backend
+            if backend is not None and not format_supported(fmt, backend):
+                report.add(unsupported_format_problem(fmt, backend, line))
+        elif fmt != report.format:
+            report.add(Problem("mixed_formats", f"This line is {fmt} but the file is "
+                               f"{report.format} (from its first example).", line=line))
+            return None
+        return fmt
+
+    def _check_record(self, record: dict[str, Any], fmt: str, line: int) -> None:
+        report = self.report
+        report.num_examples += 1
+        clean = True
+        for problem in record_problems(record, fmt, line):
+            clean = clean and problem.severity != "error"
+            report.add(problem)
+        if clean and self._counter is not None and report.tokens is not None:
+            tokens = example_tokens(self._counter, record, fmt)
+            report.tokens.add(tokens)
+            if self._context is not None and tokens > self._context:
+                report.add(Problem("too_many_tokens", f"The example has {tokens} tokens; the "
+                                   f"model's context is {self._context}, so it would be "
+                                   "truncated.", line=line))
+        if self._hashes is not None:
+            first = self._hashes.add(record_hash(record), line)
+            if first is not None:
+                report.duplicates += 1
+                report.add(Problem("duplicate_example", f"Line {line} duplicates line {first}.",
+                                   line=line, severity="warning"))
+
+
+def _decode_problem(raw: bytes, line: int, offset: int, exc: orjson.JSONDecodeError
+                    ) -> Problem:
+    """Invalid UTF-8 is told apart from invalid JSON only after orjson fails: the fast path
+    decodes once."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Problem("not_utf8", f"Invalid UTF-8 at byte offset {offset + bad.start} of the "
+                       f"file (byte {bad.start + 1} of the line).", line=line,
+                       column=bad.start + 1)
+    return Problem("invalid_json", f"Invalid JSON: {exc.msg}.", line=line, column=exc.colno)
