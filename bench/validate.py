@@ -1,0 +1,206 @@
+"""Validation throughput on a generated chat JSONL, against baselines measured in the same run.
+
+Each variant runs in its own subprocess so its peak RSS is its own:
+- `json.loads` per line: the floor any validator pays to parse the file;
+- ours, structure only (no token counting), and ours in full (checks + tiktoken counts +
+  duplicate hashes + statistics), as the upload path runs it for an OpenAI model;
+- the OpenAI cookbook's data-preparation recipe, re-implemented faithfully: json.loads of all
+  lines into a list, per-example format checks, tiktoken per message value, assistant tokens,
+  percentiles and billing.
+
+Usage: python bench/validate.py [--mb 100] [--model gpt-4o-mini-2024-07-18] [--keep PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+_WORDS = (
+    "the", "model", "data", "train", "loss", "token", "batch", "answer", "question", "because",
+    "which", "gradient", "learning", "rate", "epoch", "café", "naïve", "résumé", "東京", "数据",
+    "über", "straße", "value", "check", "line", "file", "cost", "GPU", "memory", "stream",
+    "json", "schema", "role", "user", "assistant", "system", "note", "fix", "step",
+)
+_SYSTEMS = [f"You are assistant #{n}. Answer briefly and cite the policy section." for n in
+            range(20)]
+
+
+def _sentence(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "."
+
+
+def generate(path: Path, megabytes: int, seed: int = 0) -> int:
+    """A chat file of about `megabytes` MB: varied lengths, repeated system prompts."""
+    rng, target, written, lines = random.Random(seed), megabytes * 1_000_000, 0, 0
+    with path.open("w", encoding="utf-8") as out:
+        while written < target:
+            example = {"messages": [
+                {"role": "system", "content": rng.choice(_SYSTEMS)},
+                {"role": "user", "content": _sentence(rng, rng.randint(5, 60))},
+                {"role": "assistant", "content": _sentence(rng, rng.randint(20, 300))},
+            ]}
+            line = json.dumps(example, ensure_ascii=False) + "\n"
+            out.write(line)
+            written += len(line.encode())
+            lines += 1
+    return lines
+
+
+def run_json_loads(path: Path, model: str) -> dict[str, Any]:
+    count = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            json.loads(line)
+            count += 1
+    return {"examples": count}
+
+
+def run_ours(path: Path, model: str, tokens: bool = True) -> dict[str, Any]:
+    from tunebridge.validation import validate_file
+
+    report = validate_file(path, backend="openai", model=model if tokens else None)
+    stats = report.tokens.as_dict() if report.tokens else {}
+    return {"examples": report.num_examples, "ok": report.ok, "total_tokens": stats.get("total"),
+            "p95": stats.get("p95")}
+
+
+def run_structure(path: Path, model: str) -> dict[str, Any]:
+    return run_ours(path, model, tokens=False)
+
+
+def run_cookbook(path: Path, model: str) -> dict[str, Any]:
+    """The cookbook's recipe, kept as written there (including its second assistant pass)."""
+    import numpy as np
+
+    from tunebridge.tokens import encoding_name_for_model, prepare_tiktoken_cache
+
+    prepare_tiktoken_cache()
+    import tiktoken
+
+    encoding = tiktoken.get_encoding(encoding_name_for_model(model))
+    with path.open(encoding="utf-8") as f:
+        dataset = [json.loads(line) for line in f]
+    errors = _cookbook_format_errors(dataset)
+
+    def num_tokens_from_messages(messages: list[dict[str, Any]]) -> int:
+        num_tokens = 0
+        for message in messages:
+            num_tokens += 3
+            for key, value in message.items():
+                num_tokens += len(encoding.encode(value))
+                if key == "name":
+                    num_tokens += 1
+        return num_tokens + 3
+
+    convo_lens, assistant_lens = [], []
+    for ex in dataset:
+        convo_lens.append(num_tokens_from_messages(ex["messages"]))
+        assistant_lens.append(sum(len(encoding.encode(m["content"])) for m in ex["messages"]
+                                  if m["role"] == "assistant"))
+    p95 = float(np.quantile(convo_lens, 0.95))
+    billed = sum(min(65_536, n) for n in convo_lens)
+    return {"examples": len(dataset), "errors": sum(errors.values()),
+            "total_tokens": sum(convo_lens), "p95": p95, "billed": billed}
+
+
+def _cookbook_format_errors(dataset: list[Any]) -> dict[str, int]:
+    format_errors: dict[str, int] = defaultdict(int)
+    for ex in dataset:
+        if not isinstance(ex, dict):
+            format_errors["data_type"] += 1
+            continue
+        messages = ex.get("messages", None)
+        if not messages:
+            format_errors["missing_messages_list"] += 1
+            continue
+        for message in messages:
+            if "role" not in message or "content" not in message:
+                format_errors["message_missing_key"] += 1
+            if any(k not in ("role", "content", "name", "function_call", "weight")
+                   for k in message):
+                format_errors["message_unrecognized_key"] += 1
+            if message.get("role", None) not in ("system", "user", "assistant", "function"):
+                format_errors["unrecognized_role"] += 1
+            content = message.get("content", None)
+            if (not content and not message.get("function_call")) or not isinstance(content,
+                                                                                     str):
+                format_errors["missing_content"] += 1
+        if not any(message.get("role", None) == "assistant" for message in messages):
+            format_errors["example_missing_assistant_message"] += 1
+    return format_errors
+
+
+VARIANTS = {"json_loads": run_json_loads, "ours_structure": run_structure, "ours_full": run_ours,
+            "cookbook": run_cookbook}
+
+
+def child(variant: str, path: Path, model: str) -> None:
+    """Runs one variant; prints seconds, peak RSS and its result as one JSON line."""
+    if variant in ("ours_full", "cookbook"):  # load encodings outside the timed region
+        from tunebridge.tokens import encoding_counter, encoding_name_for_model
+
+        encoding_counter(encoding_name_for_model(model))("warm up")
+    start = time.perf_counter()
+    result = VARIANTS[variant](path, model)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, **result}))
+
+
+def measure(variant: str, path: Path, model: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", variant, "--path", str(path),
+                          "--model", model], check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=int, default=100)
+    parser.add_argument("--model", default="gpt-4o-mini-2024-07-18")
+    parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
+    parser.add_argument("--skip", nargs="*", default=[], choices=sorted(VARIANTS))
+    parser.add_argument("--child", choices=sorted(VARIANTS))
+    parser.add_argument("--path", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.path, args.model)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or Path(tmp) / "bench.jsonl"
+        lines = generate(path, args.mb)
+        size_mb = path.stat().st_size / 1e6
+        print(f"file: {size_mb:.1f} MB, {lines} chat examples, model {args.model}")
+        results = {v: measure(v, path, args.model) for v in VARIANTS if v not in args.skip}
+    _print(results, size_mb)
+
+
+def _print(results: dict[str, dict[str, Any]], size_mb: float) -> None:
+    for name, result in results.items():
+        print(f"{name:15s} {result['seconds']:7.2f} s  {size_mb / result['seconds']:7.1f} MB/s  "
+              f"peak RSS {result['peak_rss_mb']:7.1f} MB  tokens={result.get('total_tokens')}")
+    base = results.get("json_loads")
+    for name in ("ours_structure", "ours_full"):
+        if base and name in results:
+            ratio = results[name]["seconds"] / base["seconds"]
+            print(f"{name} / json_loads time ratio: {ratio:.2f}x slower")
+    if "cookbook" in results and "ours_full" in results:
+        speedup = results["cookbook"]["seconds"] / results["ours_full"]["seconds"]
+        print(f"ours_full vs cookbook: {speedup:.2f}x faster; peak RSS "
+              f"{results['ours_full']['peak_rss_mb']:.0f} MB vs "
+              f"{results['cookbook']['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
