@@ -74,6 +74,9 @@ def prepare_sft(rows: Sequence[Row], template_marks_generation: bool) -> Prepare
     """
     fmt = _single_format(rows)
     if fmt == "chat" and template_marks_generation:
+        for number, row in enumerate(rows, start=1):
+            if not any(m.get("role") == "assistant" for m in row["messages"]):
+                raise DataError(f"example {number} has no assistant message to learn from")
         return Prepared([{"messages": row["messages"]} for row in rows], "assistant_only")
     if fmt == "chat":
         return Prepared([_split_last_turn(row["messages"]) for row in rows], "last_assistant_turn")

@@ -8,6 +8,7 @@ Callers hold the queue lock around every method here.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -51,7 +52,11 @@ class SubprocessExecutor:
     def pump(self) -> None:
         """Reconcile active runs (freeing slots of finished ones), then start waiting runs."""
         for run_id in self.queue.active():
-            self.reconcile(self.run_dir(run_id))
+            run = self.run_dir(run_id)
+            if run.exists():
+                self.reconcile(run)
+            else:  # its directory was deleted: the slot is free
+                self.queue.release(run_id)
         free = self.queue.free_slots()
         for run_id in self.queue.waiting():
             run = self.run_dir(run_id)
@@ -116,6 +121,10 @@ class SubprocessExecutor:
             self.queue.release(run.run_id)
             return latest
         self._children.pop(ref.pid, None)
+        if child is not None:
+            # /proc may show the zombie before poll() could reap it; wait() collects the status.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
         how = describe_exit(child.returncode if child is not None else None)
         if run.stop_requested():
             return self._settle(run, RunState.CANCELLED,

@@ -1,0 +1,102 @@
+"""Fixtures for the local trainer backend: a tiny model built once, backends over tmp dirs, and a
+driver that polls a job the way the scheduler does (handle + cursor, nothing else)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from backends.base import BackendEvent, Handle, JobSpec, MetricSample, RemoteStatus, Update
+from backends.local import LocalBackend
+from tests.local.tinymodel import build_tiny_model, chat_rows, password_facts, write_jsonl
+
+TERMINAL = {RemoteStatus.SUCCEEDED, RemoteStatus.FAILED, RemoteStatus.CANCELLED}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def facts_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """20 training facts and 4 held-out ones nobody can infer: a recipe for overfitting."""
+    root = tmp_path_factory.mktemp("data")
+    facts = password_facts()
+    train = write_jsonl(root / "train.jsonl", chat_rows(facts[:20]))
+    val = write_jsonl(root / "val.jsonl", chat_rows(facts[20:]))
+    return train, val
+
+
+def make_backend(root: Path, **overrides: object) -> LocalBackend:
+    settings: dict[str, object] = {
+        "torch_threads": 1, "slots": ["cpu"], "heartbeat_interval_s": 0.5,
+        "term_after_s": 2.0, "kill_after_s": 20.0,
+    }
+    settings.update(overrides)
+    return LocalBackend(root / "runs", root / "models", **settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    yield make_backend(tmp_path)
+
+
+def sft_spec(job_id: str, model: Path, train: Path, val: Path | None = None,
+             **hyperparameters: object) -> JobSpec:
+    hp: dict[str, object] = {"batch_size": 4, "max_seq_length": 64, "learning_rate": 1e-3}
+    hp.update(hyperparameters)
+    return JobSpec(job_id=job_id, base_model=str(model), method="sft", hyperparameters=hp,
+                   training_file=train, validation_file=val)
+
+
+@dataclass
+class Observed:
+    """Everything the polls of one job returned, in order."""
+
+    updates: list[Update] = field(default_factory=list)
+    cursor: str | None = None
+
+    @property
+    def final(self) -> Update:
+        return self.updates[-1]
+
+    @property
+    def metrics(self) -> list[MetricSample]:
+        return [m for u in self.updates for m in u.metrics]
+
+    @property
+    def events(self) -> list[BackendEvent]:
+        return [e for u in self.updates for e in u.events]
+
+    def event_ids(self) -> list[str]:
+        return [e.event_id.split(":", 1)[1] for e in self.events]
+
+
+def poll_once(backend: LocalBackend, handle: Handle, seen: Observed) -> Update:
+    update = asyncio.run(backend.poll(handle, seen.cursor))
+    seen.updates.append(update)
+    seen.cursor = update.cursor
+    return update
+
+
+def poll_until(
+    backend: LocalBackend, handle: Handle, seen: Observed, done: object = None,
+    timeout: float = 90.0, interval: float = 0.2,
+) -> Observed:
+    """Poll until the job is terminal, or until `done(seen)` is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        update = poll_once(backend, handle, seen)
+        if update.status in TERMINAL or (callable(done) and done(seen)):
+            return seen
+        time.sleep(interval)
+    raise AssertionError(f"job did not settle in {timeout}s; last status {seen.final.status}")
