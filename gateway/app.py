@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 
@@ -19,23 +20,40 @@ from tunebridge.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class SlackAttachment(Protocol):
+    """What the Slack side adds to the app's lifetime (Socket Mode connection, caches)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
     runtime = runtime or build_runtime(settings)
+    slack: SlackAttachment | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if slack is not None:
+            await slack.start()  # never raises for an unreachable Slack: the outbox waits
         if settings.scheduler_enabled:
             attach_scheduler(runtime).start()
             log.info("scheduler started", extra={"backends": runtime.registry.names()})
         try:
             yield
         finally:
+            if slack is not None:
+                await slack.stop()
             runtime.close()
 
     app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan,
                   description="REST gateway for managed fine-tuning.")
     app.state.runtime = runtime
+    if settings.slack_enabled:
+        from bot.integration import attach as attach_slack
+
+        slack = attach_slack(app, runtime)  # routes /slack/events, swaps in the Slack notifier
     telemetry = Telemetry()
     telemetry.watch_jobs(lambda: _job_counts(runtime))
     app.state.telemetry = telemetry

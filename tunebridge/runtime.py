@@ -30,6 +30,11 @@ class Runtime:
     sender: OutboxSender
     scheduler: Scheduler | None = field(default=None)
 
+    def use_notifier(self, notifier: Notifier) -> None:
+        """Swap the destination (e.g. Slack once its app is built); queued rows are kept."""
+        self.notifier = notifier
+        self.sender.notifier = notifier
+
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown()
@@ -45,13 +50,13 @@ def default_backends(settings: Settings) -> list[Backend]:
     except ImportError:
         pass
     else:
-        backends.append(LocalBackend(  # type: ignore[call-arg]
+        backends.append(LocalBackend(
             runs_dir=settings.runs_dir, models_dir=settings.data_dir / "models",
             torch_threads=settings.local_torch_threads))
     if settings.openai_api_key is not None:
         from backends.openai import OpenAIBackend
 
-        backends.append(OpenAIBackend(  # type: ignore[call-arg]
+        backends.append(OpenAIBackend(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url))
     backends.extend(_plugin(spec, settings) for spec in settings.backend_plugins)
