@@ -125,6 +125,20 @@ class Estimate:
                 "gpu_time": asdict(self.gpu_time) if self.gpu_time else None}
 
 
+def estimate_job(*, backend: str, model: str, tokens_per_epoch: int, epochs: int,
+                 device: str | None = None, model_params_b: float | None = None, gpus: int = 1,
+                 prices: Mapping[str, float] = DEFAULT_PRICES,
+                 throughput: Mapping[str, Throughput] = DEFAULT_THROUGHPUT) -> Estimate:
+    """OpenAI jobs cost money; local jobs cost device time (on the CPU when no GPU is named)."""
+    if backend == "openai":
+        return Estimate(cost=estimate_cost(tokens_per_epoch, model=model, epochs=epochs,
+                                           prices=prices))
+    return Estimate(gpu_time=estimate_gpu_time(tokens_per_epoch, epochs=epochs,
+                                               device=device or "cpu",
+                                               model_params_b=model_params_b, gpus=gpus,
+                                               throughput=throughput))
+
+
 @dataclass(frozen=True)
 class Caps:
     """Limits above which a job waits for approval; None means no limit."""

@@ -11,6 +11,7 @@ from tunebridge.estimates import (
     Throughput,
     estimate_cost,
     estimate_gpu_time,
+    estimate_job,
     exceeds_cap,
     openai_auto_epochs,
     price_per_million,
@@ -72,3 +73,15 @@ def test_unknown_price_under_a_cost_cap_needs_approval_unless_configured_otherwi
     (3, 25), (10, 10), (40, 3), (8_000, 3), (10_000, 2), (30_000, 1)])
 def test_openai_auto_epochs_follow_the_cookbook(examples: int, epochs: int) -> None:
     assert openai_auto_epochs(examples) == epochs
+
+
+def test_estimate_job_picks_money_or_device_time_by_backend() -> None:
+    remote = estimate_job(backend="openai", model="gpt-4.1-nano", tokens_per_epoch=4_000_000,
+                          epochs=2)
+    assert remote.gpu_time is None and remote.cost is not None
+    assert remote.cost.cost_usd == pytest.approx(12.0)
+    local = estimate_job(backend="local", model="smollm2-135m", tokens_per_epoch=504_000,
+                         epochs=1, model_params_b=0.135)
+    assert local.cost is None and local.gpu_time is not None
+    assert (local.gpu_time.device, local.gpu_time.gpu_hours) == ("cpu", pytest.approx(1.0))
+    assert local.as_dict()["gpu_time"]["training_tokens"] == 504_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from tunebridge.validation import (
     TEXT,
     StreamingValidator,
     ValidationOptions,
+    count_file_tokens,
 )
 
 WORDS = local_counter(lambda text: len(text.split()), ChatOverhead(0, 0, 0, 0))
@@ -149,3 +151,12 @@ def test_openai_backend_accepts_its_formats_and_needs_ten_examples() -> None:
     report = check(jsonl(*[{"prompt": "p", "completion": str(n)} for n in range(10)]),
                    backend="openai")
     assert located(report) == {("format_not_supported", 1)}
+
+
+def test_count_file_tokens_matches_validation_stats_for_a_later_model(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(jsonl(*[chat("q", " ".join(["w"] * n)) for n in range(1, 11)], "", "{x"))
+    stats = count_file_tokens(path, WORDS, context=10)
+    reported = check(path.read_bytes(), counter=WORDS, context=10).tokens
+    assert reported is not None and stats.as_dict() == reported.as_dict()
+    assert stats.billed_per_epoch == sum(range(4, 11)) + 3 * 10

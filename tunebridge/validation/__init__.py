@@ -6,6 +6,7 @@ The report is what HTTP, CLI and Slack render; a file with errors never becomes 
 from tunebridge.validation.codes import CODES, ERRORS, WARNINGS
 from tunebridge.validation.files import (
     OverlapReport,
+    count_file_tokens,
     find_overlap,
     iter_objects,
     validate_bytes,
@@ -38,6 +39,7 @@ __all__ = [
     "OPENAI", "OPENAI_MIN_EXAMPLES", "PREFERENCE", "PREFERENCE_OPENAI", "PROMPT_COMPLETION",
     "ROLES", "TEXT", "WARNINGS",
     "OverlapReport", "StreamingValidator", "TokenStats", "ValidationOptions", "ValidationReport",
-    "detect_format", "example_tokens", "find_overlap", "format_supported", "iter_objects",
-    "unsupported_format_problem", "validate_bytes", "validate_file", "validate_stream",
+    "count_file_tokens", "detect_format", "example_tokens", "find_overlap", "format_supported",
+    "iter_objects", "unsupported_format_problem", "validate_bytes", "validate_file",
+    "validate_stream",
 ]

@@ -11,9 +11,11 @@ import orjson
 
 from tunebridge.errors import Problem
 from tunebridge.tokens import TokenCounter
+from tunebridge.validation.formats import detect_format
 from tunebridge.validation.hashes import DEFAULT_MAX_SLOTS, HashIndex, record_hash
 from tunebridge.validation.lines import CHUNK_BYTES, iter_lines
 from tunebridge.validation.report import ValidationReport
+from tunebridge.validation.stats import TokenStats, example_tokens
 from tunebridge.validation.stream import StreamingValidator, ValidationOptions
 
 
@@ -56,6 +58,28 @@ def iter_objects(path: Path, max_line_bytes: int = 8 << 20
             continue
         if isinstance(record, dict):
             yield number, record
+
+
+def count_file_tokens(path: Path, counter: TokenCounter, *, context: int | None = None
+                      ) -> TokenStats:
+    """Token statistics of an already validated file, for a model chosen after upload.
+
+    Job creation calls this when the dataset was validated without the job's model; it skips
+    the checks (the stored report has them) and only counts; a record of another format or of
+    the wrong shape, which validation would have refused, is skipped rather than raised on.
+    """
+    stats = TokenStats(context=context)
+    fmt: str | None = None
+    for _, record in iter_objects(path):
+        fmt = fmt or detect_format(record)
+        if fmt is None or detect_format(record) != fmt:
+            continue
+        try:
+            tokens = example_tokens(counter, record, fmt)
+        except (KeyError, TypeError, AttributeError):
+            continue
+        stats.add(tokens)
+    return stats
 
 
 @dataclass
