@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +69,15 @@ class BlobStore:
     def discard(self, staged: StagedBlob) -> None:
         staged.temp_path.unlink(missing_ok=True)
 
-    def clear_staging(self) -> None:
-        """Half-written uploads from a crash are removed at start-up."""
+    def clear_staging(self, older_than_s: float = 6 * 3600) -> None:
+        """Remove half-written uploads left by a crash. Only old ones: another process sharing
+        this store may be streaming an upload right now. (They are never visible either way:
+        a dataset row exists only for committed blobs.)"""
+        cutoff = time.time() - older_than_s
         for leftover in self._staging.glob("*.part"):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
 
 class _StagingWriter:

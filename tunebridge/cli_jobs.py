@@ -37,12 +37,14 @@ def start(
     method: Annotated[str, typer.Option(help="sft | dpo")] = "sft",
     validation: Annotated[str | None, typer.Option(help="Validation dataset id.")] = None,
     hp: Annotated[list[str], typer.Option("--hp", help="Hyperparameter k=v; repeat.")] = [],  # noqa: B006
+    opt: Annotated[list[str], typer.Option("--opt", help="Job option k=v; repeat.")] = [],  # noqa: B006
     channel: Annotated[str | None, typer.Option(help="Slack channel to notify.")] = None,
     api_url: ApiUrl = None, api_key: ApiKeyOpt = None, as_json: AsJson = False,
 ) -> None:
     """Create a job; hyperparameters default to the seed's table."""
     body: dict[str, Any] = {"training_dataset_id": dataset, "base_model": model,
-                            "method": method, "hyperparameters": _parse_hp(hp)}
+                            "method": method, "hyperparameters": _parse_pairs(hp),
+                            "options": _parse_pairs(opt)}
     if backend:
         body["backend"] = backend
     if validation:
@@ -58,19 +60,19 @@ def start(
         err.print(f"[yellow]warning[/]: {warning['message']}")
 
 
-def _parse_hp(pairs: list[str]) -> dict[str, Any]:
+def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep:
-            fail(f"--hp expects name=value, got {pair!r}")
+            fail(f"expected name=value, got {pair!r}")
         try:
             values[name] = int(raw)
         except ValueError:
             try:
                 values[name] = float(raw)
             except ValueError:
-                values[name] = raw
+                values[name] = {"true": True, "false": False}.get(raw.lower(), raw)
     return values
 
 

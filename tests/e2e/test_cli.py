@@ -67,9 +67,11 @@ def test_cli_round_trip(serve: ServeProcess, tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["hyperparameters"]["n_epochs"] == 2
 
     long_job = json.loads(cli(serve, "jobs", "start", "--dataset", dataset_id, "--model", "m",
-                              "--api-key", key, "--json").stdout)["id"]
+                              "--opt", "scripted_steps=100000", "--api-key", key,
+                              "--json").stdout)["id"]
     cancelled = cli(serve, "jobs", "cancel", long_job, "--api-key", key)
-    assert cancelled.returncode == 0
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.split()[1] in ("cancelled", "cancelling")
     listed = json.loads(cli(serve, "jobs", "list", "--json", "--api-key", key).stdout)
     assert {j["id"] for j in listed["data"]} == {job_id, long_job}
 

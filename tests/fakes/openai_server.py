@@ -87,8 +87,10 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self.record = True
         self.faults: list[Fault] = []
+        self.hooks: list[tuple[str, re.Pattern[str], Callable[[], object]]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.request_count = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +148,19 @@ class FakeOpenAI:
         with self._lock:
             self.faults.extend(Fault(None, None, method, path, processed) for _ in range(count))
 
+    def after_next(self, method: str, path_pattern: str, action: Callable[[], object]) -> None:
+        """Run `action` once, after the next matching request is handled but before it is
+        answered: the world changes between two requests of one client operation."""
+        with self._lock:
+            self.hooks.append((method, re.compile(path_pattern), action))
+
+    def run_hooks(self, request: RecordedRequest) -> None:
+        with self._lock:
+            due = [h for h in self.hooks if h[0] == request.method and h[1].fullmatch(request.path)]
+            self.hooks = [h for h in self.hooks if h not in due]
+        for _, _, action in due:
+            action()
+
     def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
         pattern = re.compile(path_pattern)
         with self._lock:
@@ -155,6 +170,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.clear()
             self.max_in_flight = 0
+            self.request_count = 0
 
     def advance(self, job_id: str, ticks: int = 1) -> str:
         return self.world.advance(job_id, ticks)
@@ -172,6 +188,7 @@ class FakeOpenAI:
 
     def enter(self, request: RecordedRequest) -> None:
         with self._lock:
+            self.request_count += 1
             if self.record:
                 self.requests.append(request)
             self.in_flight += 1
@@ -275,7 +292,9 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 if fault is not None:
                     self._fault(fault)
                     return
-                self._send(*fake.dispatch(request))
+                answer = fake.dispatch(request)
+                fake.run_hooks(request)
+                self._send(*answer)
             finally:
                 fake.leave()
 

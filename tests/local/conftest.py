@@ -51,11 +51,11 @@ def backend(tmp_path: Path) -> Iterator[LocalBackend]:
 
 
 def sft_spec(job_id: str, model: Path, train: Path, val: Path | None = None,
-             **hyperparameters: object) -> JobSpec:
+             options: dict[str, object] | None = None, **hyperparameters: object) -> JobSpec:
     hp: dict[str, object] = {"batch_size": 4, "max_seq_length": 64, "learning_rate": 1e-3}
     hp.update(hyperparameters)
     return JobSpec(job_id=job_id, base_model=str(model), method="sft", hyperparameters=hp,
-                   training_file=train, validation_file=val)
+                   training_file=train, validation_file=val, options=options or {})
 
 
 @dataclass

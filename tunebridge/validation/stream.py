@@ -59,47 +59,51 @@ class ValidationOptions:
 
 
 class StreamingValidator:
-    def __init__(self, options: ValidationOptions | None = None) -> None:
+    """Feed chunks, then finish. A part of a larger file (see parallel.py) starts at its own
+    line, byte offset and the file's format, and leaves the whole-file checks to its caller."""
+
+    def __init__(self, options: ValidationOptions | None = None, *, first_line: int = 1,
+                 first_offset: int = 0, file_format: str | None = None) -> None:
         self.options = options or ValidationOptions()
-        self.report = ValidationReport(max_reported=self.options.max_reported)
+        self.report = ValidationReport(max_reported=self.options.max_reported,
+                                       format=file_format)
         self._splitter = LineSplitter(self.options.max_line_bytes)
         self._counter = self.options.token_counter()
         self._context = self.options.token_context()
         if self._counter is not None:
             self.report.tokens = TokenStats(context=self._context)
-        self._hashes = HashIndex(self.options.hash_slots) if self.options.check_duplicates else None
-        self._offset = 0  # byte offset of the next line's start
+        self.hashes = HashIndex(self.options.hash_slots) if self.options.check_duplicates else None
+        self._line = first_line - 1  # number of the last line taken
+        self._offset = first_offset  # byte offset of the next line's start
 
     def feed(self, chunk: bytes) -> None:
         self.report.num_bytes += len(chunk)
         for line in self._splitter.feed(chunk):
             self._take(line)
 
-    def finish(self) -> ValidationReport:
+    def finish(self, *, whole_file: bool = True) -> ValidationReport:
         for line in self._splitter.finish():
             self._take(line)
         report = self.report
-        if self._hashes is not None:
-            report.duplicates_exact = self._hashes.exact
-        if report.num_examples == 0 and report.ok:
-            report.add(Problem("empty_file", "The file contains no examples."))
-        elif self.options.backend == OPENAI and 0 < report.num_examples < OPENAI_MIN_EXAMPLES:
-            report.add(Problem("too_few_examples", f"OpenAI needs at least {OPENAI_MIN_EXAMPLES} "
-                               f"examples; the file has {report.num_examples}."))
+        if self.hashes is not None:
+            report.duplicates_exact = self.hashes.exact
+        if whole_file:
+            add_file_problems(report, self.options.backend)
         return report
 
     def _take(self, line: bytes | int) -> None:
         """Account for one line (bytes, or an int: the size of a line too long to keep)."""
         report = self.report
         report.num_lines += 1
+        self._line += 1
         size = line if isinstance(line, int) else len(line)
         end = self._offset + size + 1
         try:
             if isinstance(line, int):
                 report.add(Problem("line_too_long", f"Line is {size} bytes; the limit is "
-                                   f"{self.options.max_line_bytes}.", line=report.num_lines))
+                                   f"{self.options.max_line_bytes}.", line=self._line))
             else:
-                self._check_line(line, report.num_lines)
+                self._check_line(line, self._line)
         finally:
             self._offset = end
 
@@ -166,12 +170,21 @@ class StreamingValidator:
                 report.add(Problem("too_many_tokens", f"The example has {tokens} tokens; the "
                                    f"model's context is {self._context}, so it would be "
                                    "truncated.", line=line))
-        if self._hashes is not None:
-            first = self._hashes.add(record_hash(record), line)
+        if self.hashes is not None:
+            first = self.hashes.add(record_hash(record), line)
             if first is not None:
                 report.duplicates += 1
                 report.add(Problem("duplicate_example", f"Line {line} duplicates line {first}.",
                                    line=line, severity="warning"))
+
+
+def add_file_problems(report: ValidationReport, backend: str | None) -> None:
+    """Checks on the file as a whole, once every line is in."""
+    if report.num_examples == 0 and report.ok:
+        report.add(Problem("empty_file", "The file contains no examples."))
+    elif backend == OPENAI and 0 < report.num_examples < OPENAI_MIN_EXAMPLES:
+        report.add(Problem("too_few_examples", f"OpenAI needs at least {OPENAI_MIN_EXAMPLES} "
+                           f"examples; the file has {report.num_examples}."))
 
 
 def _decode_problem(raw: bytes, line: int, offset: int, exc: orjson.JSONDecodeError
