@@ -6,35 +6,33 @@ Three properties shape this class:
   our commit never starts a second, billable job. Writes are never retried by the SDK itself.
 - Restartability: `poll` needs only the Handle and the cursor the services stored, so a fresh
   instance after a gateway restart continues without duplicating or losing events.
-- Bounded concurrency: every HTTP request takes a slot of one semaphore (and the connection pool
-  has the same size), so a poll cycle over a thousand jobs runs concurrently without flooding
-  the provider. Failures surface as BackendError at once; the poller owns back-off.
+- Bounded concurrency: all requests share one semaphore (client.py), so a poll cycle over a
+  thousand jobs runs concurrently without flooding the provider. Failures surface as
+  BackendError at once (retryable ones with Retry-After); the poller owns back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
 
-import httpx2
-import openai
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
-from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from backends.base import BackendError, Handle, JobSpec, RemoteStatus, Update
 from backends.openai import mapping
-from backends.openai.errors import OpenAIBackendError, translate
-from backends.openai.events import EventCursor, new_events
+from backends.openai.client import BoundedClient
+from backends.openai.errors import OpenAIBackendError
+from backends.openai.events import PollCursor, new_events
 from backends.openai.files import FileUploader
 
-T = TypeVar("T")
 MiB = 1024 * 1024
 
 
 class OpenAIBackend:
-    """Backend protocol implementation; also offers `pause`, `resume` and `poll_many`."""
+    """Backend protocol implementation; also offers cancel_job, pause, resume and poll_many."""
 
     name = "openai"
 
@@ -50,37 +48,35 @@ class OpenAIBackend:
         single_upload_limit: int = 64 * MiB,
         upload_part_size: int = 64 * MiB,
         events_page_size: int = 100,
+        events_first_page: int = 10,
         adopt_scan: int = 100,
+        status_max_age_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
         self.max_concurrency = max_concurrency
-        self._limit = asyncio.Semaphore(max_concurrency)
-        self._events_page_size = events_page_size
-        self._adopt_scan = adopt_scan
-        pool = httpx2.Limits(
-            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-        )
-        timeout = openai.Timeout(timeout_s, connect=connect_timeout_s)
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
+        self._client = BoundedClient(
+            api_key,
+            base_url,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             max_retries=max_retries,
-            timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(limits=pool, timeout=timeout),
+            events_page_size=events_page_size,
+            events_first_page=events_first_page,
         )
-        # A POST the SDK retries after a lost response can create a second job: never retry.
-        self._writer = self._client.with_options(max_retries=0)
         self._files = FileUploader(
-            self._writer,
-            self._call,
+            self._client.writer,
+            self._client.call,
             single_upload_limit=single_upload_limit,
             part_size=upload_part_size,
             adopt_scan=adopt_scan,
         )
+        self._adopt_scan = adopt_scan
+        self._status_max_age_s = status_max_age_s
+        self._clock = clock
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._client.aclose()
 
     async def __aenter__(self) -> OpenAIBackend:
         return self
@@ -91,9 +87,9 @@ class OpenAIBackend:
     # ----- Backend protocol --------------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> Handle:
         """Adopt the job already created for `spec.job_id`, or upload the files and create it."""
-        existing = await self.find_job(spec.job_id)
+        existing = await self._client.find_job(spec.job_id, self._adopt_scan)
         if existing is not None:
-            return self._handle(existing, adopted=True)
+            return _handle(existing, adopted=True)
         try:
             mapping.method_payload(spec)  # reject an unsupported method before uploading
             training = await self._files.ensure(spec.training_file, spec.job_id, "train")
@@ -102,37 +98,30 @@ class OpenAIBackend:
                 validation = await self._files.ensure(spec.validation_file, spec.job_id, "valid")
         except (OSError, mapping.UnsupportedMethod) as exc:
             raise BackendError(f"cannot submit to OpenAI: {exc}", retryable=False) from exc
-        params = mapping.create_params(spec, training, validation)
-        job = await self._call(
-            f"create job for {spec.job_id}",
-            lambda: self._writer.fine_tuning.jobs.create(**params),
-        )
-        return self._handle(job, adopted=False)
+        job = await self._client.create_job(mapping.create_params(spec, training, validation))
+        return _handle(job, adopted=False)
 
     async def poll(self, handle: Handle, cursor: str | None) -> Update:
-        """Status first, then events: a terminal status is never reported before its last events."""
+        """New events first; the status is re-read only when it may have changed (events.py).
+
+        A terminal status is never reported before its last events: after reading one, the
+        events written since the first read are fetched too.
+        """
         job_id = handle.external_id
-        job = await self._retrieve(job_id)
-        status = mapping.remote_status(job.status)
+        fetch = partial(self._client.events_page, job_id)
+        events, state = await new_events(fetch, PollCursor.load(cursor))
+        job: FineTuningJob | None = None
+        if self._status_is_stale(state, events):
+            job = await self._client.retrieve(job_id)
+            epochs = mapping.job_epochs(job) or state.n_epochs
+            state = replace(state, status=job.status, checked_at=self._clock(), n_epochs=epochs)
+            if mapping.remote_status(job.status) in mapping.TERMINAL:
+                tail, state = await new_events(fetch, state)
+                events += tail
+        status = mapping.remote_status(state.status or "")
         if status is None:
-            raise OpenAIBackendError(f"OpenAI job {job_id} has unknown status {job.status!r}")
-        events, next_cursor = await new_events(
-            partial(self._events_page, job_id), EventCursor.load(cursor)
-        )
-        metrics_events = [e for e in events if mapping.is_metrics_event(e)]
-        epochs = _epochs(job)
-        samples = [mapping.metric_sample(e, epochs) for e in metrics_events]
-        result = None
-        if status is RemoteStatus.SUCCEEDED:
-            result = mapping.job_result(job, await self._checkpoints(job_id))
-        return Update(
-            status=status,
-            metrics=[s for s in samples if s is not None],
-            events=[mapping.backend_event(e) for e in events if not mapping.is_metrics_event(e)],
-            cursor=next_cursor.dump(),
-            result=result,
-            error=mapping.job_error(job) if status is RemoteStatus.FAILED else None,
-        )
+            raise OpenAIBackendError(f"OpenAI job {job_id} has unknown status {state.status!r}")
+        return await self._update(job_id, job, status, events, state)
 
     async def cancel(self, handle: Handle) -> None:
         """Idempotent: cancelling a job that already finished is not an error (see cancel_job)."""
@@ -147,30 +136,22 @@ class OpenAIBackend:
         """
         job_id = handle.external_id
         try:
-            job = await self._call(
-                f"cancel {job_id}", lambda: self._writer.fine_tuning.jobs.cancel(job_id)
-            )
+            job = await self._client.act("cancel", job_id)
         except OpenAIBackendError as exc:
             if exc.status_code not in (400, 409):
                 raise
-            current = mapping.remote_status((await self._retrieve(job_id)).status)
+            current = mapping.remote_status((await self._client.retrieve(job_id)).status)
             if current in mapping.TERMINAL:
                 return current
             raise
         return mapping.remote_status(job.status) or RemoteStatus.CANCELLED
 
     async def pause(self, handle: Handle) -> RemoteStatus:
-        job_id = handle.external_id
-        job = await self._call(
-            f"pause {job_id}", lambda: self._writer.fine_tuning.jobs.pause(job_id)
-        )
+        job = await self._client.act("pause", handle.external_id)
         return mapping.remote_status(job.status) or RemoteStatus.PAUSED
 
     async def resume(self, handle: Handle) -> RemoteStatus:
-        job_id = handle.external_id
-        job = await self._call(
-            f"resume {job_id}", lambda: self._writer.fine_tuning.jobs.resume(job_id)
-        )
+        job = await self._client.act("resume", handle.external_id)
         return mapping.remote_status(job.status) or RemoteStatus.RUNNING
 
     async def poll_many(
@@ -182,100 +163,58 @@ class OpenAIBackend:
         )
         out: list[Update | BackendError] = []
         for result in results:
-            if isinstance(result, Update | BackendError):
-                out.append(result)
-            else:
+            if not isinstance(result, Update | BackendError):
                 raise result
+            out.append(result)
         return out
 
     async def find_job(self, job_id: str) -> FineTuningJob | None:
-        """The newest provider job whose metadata carries our job id, if any.
-
-        Filters server-side with `metadata[tunebridge_job_id]=...` and checks client-side too,
-        scanning at most `adopt_scan` jobs in case a proxy ignores the filter.
-        """
-        jobs = self._client.fine_tuning.jobs
-        after: str | None = None
-        scanned = 0
-        while scanned < self._adopt_scan:
-            page = await self._call(
-                f"find job {job_id}",
-                partial(_first_page, jobs.list, metadata={mapping.JOB_ID_METADATA_KEY: job_id},
-                        limit=min(100, self._adopt_scan), after=after),
-            )  # fmt: skip
-            for job in page.data:
-                if (job.metadata or {}).get(mapping.JOB_ID_METADATA_KEY) == job_id:
-                    return job
-            scanned += len(page.data)
-            if not page.has_more or not page.data:
-                return None
-            after = page.data[-1].id
-        return None
+        """The provider job created for tunebridge job `job_id`, found by its metadata."""
+        return await self._client.find_job(job_id, self._adopt_scan)
 
     # ----- internals ---------------------------------------------------------------------------
-    async def _call(self, action: str, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one SDK request inside a concurrency slot, translating its failures."""
-        async with self._limit:
-            try:
-                return await op()
-            except openai.OpenAIError as exc:
-                raise translate(exc, action) from exc
+    def _status_is_stale(self, state: PollCursor, events: list[FineTuningJobEvent]) -> bool:
+        """Skip the status request only for a live job whose news is nothing but metrics."""
+        if state.status is None or state.checked_at is None:
+            return True
+        if mapping.remote_status(state.status) in (None, *mapping.TERMINAL):
+            return True  # terminal: the result or error comes from a fresh job object
+        if any(not mapping.is_metrics_event(e) for e in events):
+            return True
+        return self._clock() - state.checked_at >= self._status_max_age_s
 
-    async def _retrieve(self, job_id: str) -> FineTuningJob:
-        return await self._call(
-            f"retrieve {job_id}", lambda: self._client.fine_tuning.jobs.retrieve(job_id)
-        )
-
-    async def _events_page(
-        self, job_id: str, after: str | None
-    ) -> tuple[list[FineTuningJobEvent], bool]:
-        page = await self._call(
-            f"list events of {job_id}",
-            partial(_first_page, self._client.fine_tuning.jobs.list_events, job_id,
-                    limit=self._events_page_size, after=after),
-        )  # fmt: skip
-        return list(page.data), bool(page.has_more)
-
-    async def _checkpoints(self, job_id: str) -> list[FineTuningJobCheckpoint]:
-        listing = self._client.fine_tuning.jobs.checkpoints.list
-        found: list[FineTuningJobCheckpoint] = []
-        after: str | None = None
-        while True:
-            page = await self._call(
-                f"list checkpoints of {job_id}",
-                partial(_first_page, listing, job_id, limit=100, after=after),
-            )
-            found.extend(page.data)
-            if not page.has_more or not page.data:
-                return found
-            after = page.data[-1].id
-
-    def _handle(self, job: FineTuningJob, *, adopted: bool) -> Handle:
-        return Handle(
-            external_id=job.id,
-            state={
-                "model": job.model,
-                "training_file": job.training_file,
-                "validation_file": job.validation_file,
-                "adopted": adopted,
-            },
+    async def _update(
+        self,
+        job_id: str,
+        job: FineTuningJob | None,
+        status: RemoteStatus,
+        events: list[FineTuningJobEvent],
+        state: PollCursor,
+    ) -> Update:
+        metric_events = [e for e in events if mapping.is_metrics_event(e)]
+        samples = [mapping.metric_sample(e, state.n_epochs) for e in metric_events]
+        result = error = None
+        if job is not None and status is RemoteStatus.SUCCEEDED:
+            result = mapping.job_result(job, await self._client.checkpoints(job_id))
+        if job is not None and status is RemoteStatus.FAILED:
+            error = mapping.job_error(job)
+        return Update(
+            status=status,
+            metrics=[s for s in samples if s is not None],
+            events=[mapping.backend_event(e) for e in events if not mapping.is_metrics_event(e)],
+            cursor=state.dump(),
+            result=result,
+            error=error,
         )
 
 
-async def _first_page(
-    list_call: Callable[..., Any], *args: Any, after: str | None, **kw: Any
-) -> Any:
-    """Await one page of an SDK list call; `after=None` means from the newest item."""
-    if after is not None:
-        kw["after"] = after
-    return await list_call(*args, **kw)
-
-
-def _epochs(job: FineTuningJob) -> int | None:
-    """The job's resolved epoch count, from the top level or from its method's hyperparameters."""
-    candidates: list[Any] = [job.hyperparameters.n_epochs if job.hyperparameters else None]
-    if job.method is not None:
-        for settings in (job.method.supervised, job.method.dpo):
-            if settings is not None and settings.hyperparameters is not None:
-                candidates.append(settings.hyperparameters.n_epochs)
-    return next((c for c in candidates if isinstance(c, int) and not isinstance(c, bool)), None)
+def _handle(job: FineTuningJob, *, adopted: bool) -> Handle:
+    return Handle(
+        external_id=job.id,
+        state={
+            "model": job.model,
+            "training_file": job.training_file,
+            "validation_file": job.validation_file,
+            "adopted": adopted,
+        },
+    )

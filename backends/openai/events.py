@@ -1,16 +1,21 @@
-"""Incremental event reading: the API lists newest first, we store oldest→newest, exactly once.
+"""Incremental polling state: events exactly once, oldest→newest, and when to re-read status.
 
-The cursor the services persist is the id (and timestamp) of the newest event already handed
-over. Each poll pages backwards from the newest event with `after` until it meets that id, then
-returns what it passed, reversed. Because the cursor is all the state there is, a fresh backend
-instance after a gateway restart continues exactly where the last one stopped.
+The API lists events newest first. The cursor the services persist holds the id (and time) of
+the newest event already handed over; each poll pages backwards with `after` until it meets that
+id, then returns what it passed, reversed. The cursor also remembers the job's last status and
+when it was read, so a poll that finds only new `metrics` events (a job that is simply training)
+can skip the status request: the provider logs a message event with every status change, and a
+maximum status age bounds the damage if it ever does not. Because the cursor is all the state
+there is, a fresh backend instance after a gateway restart continues exactly where the last one
+stopped.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from openai.types.fine_tuning import FineTuningJobEvent
 
@@ -18,14 +23,17 @@ PageFetcher = Callable[[str | None], Awaitable[tuple[list[FineTuningJobEvent], b
 
 
 @dataclass(frozen=True)
-class EventCursor:
+class PollCursor:
     """Where the last poll stopped. Serialised as a small JSON string (opaque to the services)."""
 
     last_event_id: str | None = None
     last_event_at: int | None = None
+    status: str | None = None  # the provider's status word when last read
+    checked_at: float | None = None  # when the status was last read (clock seconds)
+    n_epochs: int | None = None  # resolved epochs, to turn steps into epochs
 
     @classmethod
-    def load(cls, raw: str | None) -> EventCursor:
+    def load(cls, raw: str | None) -> PollCursor:
         """Accept our JSON, or a bare event id (hand-written or from an older format)."""
         if not raw:
             return cls()
@@ -35,13 +43,18 @@ class EventCursor:
             return cls(last_event_id=raw)
         if not isinstance(data, dict):
             return cls(last_event_id=raw)
-        at = data.get("at")
-        return cls(last_event_id=data.get("id"), last_event_at=at if isinstance(at, int) else None)
+        return cls(
+            last_event_id=_typed(data.get("id"), str),
+            last_event_at=_typed(data.get("at"), int),
+            status=_typed(data.get("status"), str),
+            checked_at=_typed(data.get("checked"), float),
+            n_epochs=_typed(data.get("epochs"), int),
+        )
 
-    def dump(self) -> str | None:
-        if self.last_event_id is None:
-            return None
-        return json.dumps({"id": self.last_event_id, "at": self.last_event_at}, sort_keys=True)
+    def dump(self) -> str:
+        keys = ("id", "at", "status", "checked", "epochs")
+        values = asdict(self).values()
+        return json.dumps({k: v for k, v in zip(keys, values, strict=True) if v is not None})
 
     def is_known(self, event: FineTuningJobEvent) -> bool:
         """True once paging reaches events handed over before.
@@ -55,9 +68,15 @@ class EventCursor:
         return self.last_event_at is not None and event.created_at < self.last_event_at
 
 
+def _typed(value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
 async def new_events(
-    fetch_page: PageFetcher, cursor: EventCursor
-) -> tuple[list[FineTuningJobEvent], EventCursor]:
+    fetch_page: PageFetcher, cursor: PollCursor
+) -> tuple[list[FineTuningJobEvent], PollCursor]:
     """Return events newer than `cursor`, oldest first, and the cursor to store next."""
     collected: list[FineTuningJobEvent] = []
     seen: set[str] = set()
@@ -76,9 +95,10 @@ async def new_events(
 
 
 def _finish(
-    newest_first: list[FineTuningJobEvent], cursor: EventCursor
-) -> tuple[list[FineTuningJobEvent], EventCursor]:
+    newest_first: list[FineTuningJobEvent], cursor: PollCursor
+) -> tuple[list[FineTuningJobEvent], PollCursor]:
     if not newest_first:
         return [], cursor
     newest = newest_first[0]
-    return list(reversed(newest_first)), EventCursor(newest.id, newest.created_at)
+    moved = replace(cursor, last_event_id=newest.id, last_event_at=newest.created_at)
+    return list(reversed(newest_first)), moved

@@ -104,6 +104,16 @@ def job_result(job: FineTuningJob, checkpoints: list[FineTuningJobCheckpoint]) -
     }
 
 
+def job_epochs(job: FineTuningJob) -> int | None:
+    """The job's resolved epoch count, from the top level or from its method's hyperparameters."""
+    candidates: list[Any] = [job.hyperparameters.n_epochs if job.hyperparameters else None]
+    if job.method is not None:
+        for settings in (job.method.supervised, job.method.dpo):
+            if settings is not None and settings.hyperparameters is not None:
+                candidates.append(settings.hyperparameters.n_epochs)
+    return next((c for c in candidates if isinstance(c, int) and not isinstance(c, bool)), None)
+
+
 def is_metrics_event(event: FineTuningJobEvent) -> bool:
     data = event.data if isinstance(event.data, Mapping) else {}
     return event.type == "metrics" or (event.type is None and "train_loss" in data)

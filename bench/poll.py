@@ -1,0 +1,197 @@
+"""One poll cycle over 1,000 active OpenAI jobs: OpenAIBackend.poll vs the seed's loop.
+
+The seed monitors a job with `client.fine_tuning.jobs.retrieve(job.id)` in a sequential loop;
+a scheduler doing that for every job pays one round trip per job, back to back. Ours polls all
+jobs concurrently under one semaphore, and does more per job (status *and* new events, paged).
+
+The fake OpenAI server runs in its own process (as the real API would) with a per-request
+latency that models the network round trip; both loops run against the same jobs in the same
+run. The bench asserts that every event reached us exactly once and that the number of requests
+in flight at the server never exceeded the backend's bound.
+
+    .venv/bin/python bench/poll.py [--jobs 1000] [--latency-ms 30] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import openai  # noqa: E402
+
+from backends.base import BackendError, Handle, Update  # noqa: E402
+from backends.openai import OpenAIBackend  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+
+API_KEY = "sk-bench"
+
+
+# ----- the fake, in a child process, steered through a pipe ------------------------------------
+def serve(conn: Connection, jobs: int, latency_s: float) -> None:
+    """Child process: seed `jobs` running jobs, then answer commands until told to stop."""
+    fake = FakeOpenAI(API_KEY, steps_per_epoch=50).start()
+    fake.record = False  # a long bench must not grow a request log
+    world = fake.world
+    training = world.create_file("train.jsonl", b'{"messages": []}\n', "fine-tune")
+    ids = []
+    for i in range(jobs):
+        job = world.create_job(
+            {"model": "gpt-4o-mini-2024-07-18", "training_file": training["id"],
+             "metadata": {"tunebridge_job_id": f"bench-{i}"}}
+        )  # fmt: skip
+        world.advance(job["id"], 2 + i % 5)  # running, a few steps in
+        ids.append(job["id"])
+    fake.latency_s = latency_s
+    conn.send((fake.base_url, ids))
+    while True:
+        command, args = conn.recv()
+        if command == "stop":
+            fake.stop()
+            conn.send(None)
+            return
+        conn.send(handle_command(fake, command, args))
+
+
+def handle_command(fake: FakeOpenAI, command: str, args: Any) -> Any:
+    if command == "advance_all":
+        for job_id in fake.world.jobs:
+            fake.world.advance(job_id, args)
+        return None
+    if command == "reset_stats":
+        fake.reset_stats()
+        return None
+    if command == "stats":
+        return {"peak": fake.max_in_flight, "requests": fake.request_count}
+    if command == "message_event_ids":
+        return {
+            job_id: [e["id"] for e in fake.world.events_of(job_id) if e["type"] == "message"]
+            for job_id in fake.world.jobs
+        }
+    if command == "metric_steps":
+        return {job_id: job.step for job_id, job in fake.world.jobs.items()}
+    raise ValueError(command)
+
+
+class FakeProcess:
+    def __init__(self, jobs: int, latency_s: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=serve, args=(child, jobs, latency_s), daemon=True)
+        self._process.start()
+        self.base_url, self.job_ids = self._conn.recv()
+
+    def ask(self, command: str, args: Any = None) -> Any:
+        self._conn.send((command, args))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self.ask("stop")
+        self._process.join(timeout=10)
+
+
+# ----- the two poll cycles -------------------------------------------------------------------
+def seed_loop(base_url: str, job_ids: list[str]) -> float:
+    """The seed's monitoring body, once per job, sequentially (no events, no metrics)."""
+    client = openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0)
+    client.fine_tuning.jobs.retrieve(job_ids[0])  # open the connection outside the timing
+    started = time.perf_counter()
+    for job_id in job_ids:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        assert job.status == "running"
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed
+
+
+class Ledger:
+    """What the services would store: per job the cursor, event ids and metric steps."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        self.cursors: dict[str, str | None] = dict.fromkeys(job_ids)
+        self.events: dict[str, list[str]] = {j: [] for j in job_ids}
+        self.steps: dict[str, list[int]] = {j: [] for j in job_ids}
+
+    def store(self, job_id: str, update: Update | BackendError) -> None:
+        if isinstance(update, BackendError):
+            raise update
+        self.cursors[job_id] = update.cursor
+        self.events[job_id].extend(e.event_id for e in update.events)
+        self.steps[job_id].extend(m.step for m in update.metrics)
+
+
+async def our_cycle(backend: OpenAIBackend, ledger: Ledger) -> float:
+    items = [(Handle(job_id), cursor) for job_id, cursor in ledger.cursors.items()]
+    started = time.perf_counter()
+    updates = await backend.poll_many(items)
+    elapsed = time.perf_counter() - started
+    for (handle, _), update in zip(items, updates, strict=True):
+        ledger.store(handle.external_id, update)
+    return elapsed
+
+
+def check_exactly_once(fake: FakeProcess, ledger: Ledger) -> int:
+    """Every provider event reached the ledger once, in order; returns how many events."""
+    expected = fake.ask("message_event_ids")
+    steps = fake.ask("metric_steps")
+    for job_id, ids in ledger.events.items():
+        duplicates = [i for i, n in Counter(ids).items() if n > 1]
+        assert not duplicates, f"{job_id}: duplicate events {duplicates[:3]}"
+        assert ids == expected[job_id], f"{job_id}: events missing or out of order"
+        assert ledger.steps[job_id] == list(range(1, steps[job_id] + 1)), f"{job_id}: metrics"
+    return sum(len(ids) + len(ledger.steps[j]) for j, ids in ledger.events.items())
+
+
+async def run(args: argparse.Namespace) -> None:
+    fake = FakeProcess(args.jobs, args.latency_ms / 1000)
+    try:
+        ledger = Ledger(fake.job_ids)
+        async with OpenAIBackend(
+            API_KEY, fake.base_url, max_concurrency=args.concurrency
+        ) as backend:
+            first = await our_cycle(backend, ledger)  # catch up from no cursor: all history
+            fake.ask("advance_all", args.ticks)  # some training happens between cycles
+            baseline = seed_loop(fake.base_url, fake.job_ids)
+            fake.ask("reset_stats")
+            ours = await our_cycle(backend, ledger)
+            stats = fake.ask("stats")
+        delivered = check_exactly_once(fake, ledger)
+    finally:
+        fake.stop()
+    report(args, baseline=baseline, ours=ours, first=first, delivered=delivered, **stats)
+    peak = stats["peak"]
+    assert peak <= args.concurrency, f"{peak} requests in flight > bound {args.concurrency}"
+
+
+def report(args: argparse.Namespace, **n: Any) -> None:
+    print(f"jobs={args.jobs} latency={args.latency_ms} ms/request concurrency={args.concurrency}")
+    print(f"seed loop (sequential retrieve only):      {n['baseline']:7.2f} s")
+    print(f"OpenAIBackend.poll_many (status + events): {n['ours']:7.2f} s")
+    print(f"ratio: {n['baseline'] / n['ours']:.1f}x faster")
+    print(f"first cycle from empty cursors (full history): {n['first']:.2f} s")
+    print(f"requests in our cycle: {n['requests']} (the seed loop: {args.jobs})")
+    print(f"peak requests in flight at the server: {n['peak']} (bound {args.concurrency})")
+    print(f"events + metric samples delivered exactly once: {n['delivered']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="modelled round trip")
+    parser.add_argument("--concurrency", type=int, default=32, help="the backend's default")
+    parser.add_argument("--ticks", type=int, default=3, help="training steps between cycles")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
