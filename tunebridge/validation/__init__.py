@@ -30,6 +30,7 @@ from tunebridge.validation.formats import (
     unsupported_format_problem,
 )
 from tunebridge.validation.messages import ROLES
+from tunebridge.validation.parallel import validate_file_parallel
 from tunebridge.validation.report import ValidationReport
 from tunebridge.validation.stats import TokenStats, example_tokens
 from tunebridge.validation.stream import StreamingValidator, ValidationOptions
@@ -41,5 +42,5 @@ __all__ = [
     "OverlapReport", "StreamingValidator", "TokenStats", "ValidationOptions", "ValidationReport",
     "count_file_tokens", "detect_format", "example_tokens", "find_overlap", "format_supported",
     "iter_objects", "unsupported_format_problem", "validate_bytes", "validate_file",
-    "validate_stream",
+    "validate_file_parallel", "validate_stream",
 ]

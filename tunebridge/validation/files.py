@@ -14,6 +14,7 @@ from tunebridge.tokens import TokenCounter
 from tunebridge.validation.formats import detect_format
 from tunebridge.validation.hashes import DEFAULT_MAX_SLOTS, HashIndex, record_hash
 from tunebridge.validation.lines import CHUNK_BYTES, iter_lines
+from tunebridge.validation.parallel import validate_file_parallel
 from tunebridge.validation.report import ValidationReport
 from tunebridge.validation.stats import TokenStats, example_tokens
 from tunebridge.validation.stream import StreamingValidator, ValidationOptions
@@ -22,11 +23,16 @@ from tunebridge.validation.stream import StreamingValidator, ValidationOptions
 def validate_file(path: Path, *, backend: str | None = None, model: str | None = None,
                   counter: TokenCounter | None = None, context: int | None = None,
                   max_reported: int = 100, max_line_bytes: int = 8 << 20,
-                  check_duplicates: bool = True) -> ValidationReport:
-    """Validate a JSONL file in one streaming pass; see ValidationOptions for the arguments."""
+                  check_duplicates: bool = True, workers: int = 1) -> ValidationReport:
+    """Validate a JSONL file in one streaming pass; see ValidationOptions for the arguments.
+
+    `workers` > 1 spreads a large file over that many processes (see parallel.py).
+    """
     options = ValidationOptions(backend=backend, model=model, counter=counter, context=context,
                                 max_reported=max_reported, max_line_bytes=max_line_bytes,
                                 check_duplicates=check_duplicates)
+    if workers > 1:
+        return validate_file_parallel(Path(path), options, workers=workers)
     return validate_stream(Path(path).open("rb"), options)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -53,6 +54,12 @@ class HashIndex:
     @property
     def nbytes(self) -> int:
         return len(self._keys) * 8 + len(self._lines) * 4
+
+    def entries(self) -> Iterator[tuple[int, int]]:
+        """(hash, first line) of every tracked example, in table order."""
+        for value, line in zip(self._keys, self._lines, strict=True):
+            if value:
+                yield value, line
 
     def tracked(self, value: int) -> bool:
         return self.level == 0 or value >> (64 - self.level) == 0

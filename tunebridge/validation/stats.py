@@ -56,6 +56,18 @@ class TokenStats:
         # OpenAI truncates an example at the context, so it bills at most that much.
         self.billed_per_epoch += tokens if self.context is None else min(tokens, self.context)
 
+    def merge(self, other: TokenStats) -> None:
+        """Fold in the statistics of another part of the same file (same context)."""
+        self.examples += other.examples
+        self.total += other.total
+        self.over_limit += other.over_limit
+        self.billed_per_epoch += other.billed_per_epoch
+        self.histogram.update(other.histogram)
+        for value in (other.minimum, other.maximum):
+            if value is not None:
+                self.minimum = value if self.minimum is None else min(self.minimum, value)
+                self.maximum = value if self.maximum is None else max(self.maximum, value)
+
     def percentile(self, q: float) -> int | None:
         """Nearest-rank percentile: the smallest count with at least q% of examples at or below."""
         if not self.examples:
