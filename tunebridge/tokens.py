@@ -200,6 +200,15 @@ def counter_for_model(model: str) -> TokenCounter:
     return TokenCounter(encoding_counter(encoding_name_for_model(model)), OPENAI_CHAT)
 
 
+def tokenizer_json_counter(path: Path) -> TextCounter:
+    """Exact counts for a local model from its `tokenizer.json`, through the light `tokenizers`
+    library (Rust, imported in milliseconds) rather than transformers (seconds, 400 MB)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
 def local_counter(count_text: TextCounter, overhead: ChatOverhead | None = None) -> TokenCounter:
     """A local model's own tokenizer, e.g. `lambda s: len(tok.encode(s, add_special_tokens=False))`.
 

@@ -19,6 +19,7 @@ from tunebridge.tokens import (
     encoding_name_for_model,
     local_counter,
     prepare_tiktoken_cache,
+    tokenizer_json_counter,
 )
 
 # The OpenAI cookbook's "How to count tokens" example: 129 tokens for gpt-3.5-turbo and gpt-4,
@@ -111,3 +112,14 @@ def test_local_tokenizer_is_any_callable_with_its_own_overhead() -> None:
     assert calls.count("abc") == 1  # short strings are memoised
     parts = [{"type": "text", "text": "xy"}, {"type": "image_url", "image_url": {"url": "u"}}]
     assert counter.content(parts) == 2
+
+
+def test_tokenizer_json_counts_like_the_tokenizer_itself(tmp_path: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(
+        {"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    count = tokenizer_json_counter(tmp_path / "tokenizer.json")
+    assert count("hello world hello") == 3 and count("hello, world!") == 4
+    assert count("") == 0

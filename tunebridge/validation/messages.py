@@ -58,14 +58,15 @@ def message_problems(message: Any, line: int, at: str) -> Iterator[Problem]:
 
 
 def _content_problems(message: dict[str, Any], line: int, at: str) -> Iterator[Problem]:
-    """Content may be absent only on an assistant message that calls tools instead."""
+    """Content may be absent or empty only on an assistant message that calls tools instead."""
     content = message.get("content")
+    calls_tools = message.get("role") == "assistant" and bool(message.get("tool_calls"))
     if content is None:
-        if not (message.get("role") == "assistant" and message.get("tool_calls")):
+        if not calls_tools:
             yield Problem("missing_content", "Message content is missing.", line=line,
                           field=f"{at}.content")
     elif isinstance(content, str):
-        if not content.strip():
+        if not content.strip() and not calls_tools:
             yield Problem("missing_content", "Message content is empty.", line=line,
                           field=f"{at}.content")
     elif isinstance(content, list):
