@@ -189,7 +189,7 @@ async def test_poll_many_runs_concurrently_within_the_bound(
 
         updates = await backend.poll_many([(h, None) for h in handles])
 
-        assert all(u.status is RemoteStatus.RUNNING for u in updates)  # type: ignore[union-attr]
+        assert all(isinstance(u, Update) and u.status is RemoteStatus.RUNNING for u in updates)
         assert 2 <= fake.max_in_flight <= 4
         assert len(fake.requests) == 80  # retrieve + one events page per job
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from openai_support import BackendFactory, sft_spec, write_jsonl
 
-from backends.base import BackendError
+from backends.base import Backend, BackendError
+from backends.registry import BackendRegistry
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.anyio
@@ -166,3 +167,10 @@ async def test_provider_rejection_of_the_request_is_not_retryable(
 
     assert not rejected.value.retryable
     assert "400" in str(rejected.value) and "learning_rate_multiplier" in str(rejected.value)
+
+
+async def test_is_a_backend_the_registry_can_hold(make_backend: BackendFactory) -> None:
+    backend = make_backend()
+
+    assert isinstance(backend, Backend)
+    assert BackendRegistry([backend]).get("openai") is backend
