@@ -101,6 +101,7 @@ class SubprocessExecutor:
             self.queue.release(run.run_id)
             return status
         if not status.state.active:
+            self._requeue_if_lost(run)
             return status
         launch = read_json(run.launch_file)
         if launch is None:
@@ -112,6 +113,11 @@ class SubprocessExecutor:
         if is_alive(ref):
             return self._watch_live(run, ref, status)
         return self._settle_dead(run, ref, child)
+
+    def _requeue_if_lost(self, run: RunDir) -> None:
+        """A submit that crashed between writing the status and the queue marker is resumed."""
+        if not self.queue.is_waiting(run.run_id):
+            self.queue.enqueue(run.run_id, int(run.read_spec().get("seq") or time.time_ns()))
 
     def _settle_dead(
         self, run: RunDir, ref: ProcessRef, child: subprocess.Popen[bytes] | None

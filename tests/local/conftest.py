@@ -4,6 +4,8 @@ driver that polls a job the way the scheduler does (handle + cursor, nothing els
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +15,9 @@ import pytest
 
 from backends.base import BackendEvent, Handle, JobSpec, MetricSample, RemoteStatus, Update
 from backends.local import LocalBackend
+from backends.local.process import start_ticks
+from backends.local.queue import CPU_SLOT
+from backends.local.runs import RunDir, RunState, write_json_atomic
 from tests.local.tinymodel import build_tiny_model, chat_rows, password_facts, write_jsonl
 
 TERMINAL = {RemoteStatus.SUCCEEDED, RemoteStatus.FAILED, RemoteStatus.CANCELLED}
@@ -100,3 +105,21 @@ def poll_until(
             return seen
         time.sleep(interval)
     raise AssertionError(f"job did not settle in {timeout}s; last status {seen.final.status}")
+
+
+def fake_trainer(
+    runs_dir: Path, run_id: str, code: str
+) -> tuple[Handle, subprocess.Popen[bytes]]:
+    """A run directory whose "trainer" is a plain Python process running `code`, registered as
+    the queue's active run: as busy, stubborn or frozen as a real trainer, without torch."""
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    run = RunDir(runs_dir / run_id)
+    run.path.mkdir(parents=True)
+    write_json_atomic(run.spec, {"job_id": run_id, "seq": 1})
+    run.write_status(RunState.RUNNING)
+    write_json_atomic(run.launch_file, {"pid": process.pid, "slot": CPU_SLOT,
+                                        "start_ticks": start_ticks(process.pid)})
+    write_json_atomic(run.heartbeat, {"at": time.time(), "step": 3})
+    (runs_dir / ".active").mkdir(parents=True, exist_ok=True)
+    (runs_dir / ".active" / run_id).write_text(CPU_SLOT)
+    return Handle(run_id, {"run_dir": str(run.path)}), process

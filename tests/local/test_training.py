@@ -21,8 +21,14 @@ import pytest
 
 from backends.base import Handle, JobSpec, RemoteStatus
 from backends.local import LocalBackend
-from backends.local.runs import RunDir, RunState, write_json_atomic
-from tests.local.conftest import Observed, make_backend, poll_once, poll_until, sft_spec
+from tests.local.conftest import (
+    Observed,
+    fake_trainer,
+    make_backend,
+    poll_once,
+    poll_until,
+    sft_spec,
+)
 from tests.local.tinymodel import dpo_rows_openai, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -225,7 +231,7 @@ def trainer_pid(handle: Handle) -> int:
 def test_cancel_while_queued_never_starts_a_trainer(
     backend: LocalBackend, tiny_model: Path, facts_files: tuple[Path, Path],
 ) -> None:
-    busy = occupy_slot(backend)  # a live "trainer" holds the only slot
+    _, busy = fake_trainer(backend.runs_dir, "busy", "import time; time.sleep(60)")
     try:
         handle = asyncio.run(backend.submit(sft_spec("job-q", tiny_model, facts_files[0])))
         assert poll_once(backend, handle, Observed()).status is RemoteStatus.QUEUED
@@ -238,18 +244,6 @@ def test_cancel_while_queued_never_starts_a_trainer(
     assert update.result and update.result["reason"] == "cancelled while queued"
     assert not (Path(handle.state["run_dir"]) / "launch.json").exists()
 
-
-def occupy_slot(backend: LocalBackend) -> subprocess.Popen[bytes]:
-    """A run directory whose trainer is a plain `sleep`: as busy as a real one to the queue."""
-    sleeper = subprocess.Popen(["sleep", "60"])
-    run = RunDir(backend.runs_dir / "busy")
-    run.path.mkdir(parents=True)
-    write_json_atomic(run.spec, {"job_id": "busy"})
-    run.write_status(RunState.RUNNING)
-    write_json_atomic(run.launch_file, {"pid": sleeper.pid, "start_ticks": None, "slot": "cpu"})
-    with backend.queue.locked():
-        backend.queue.activate("busy", "cpu")
-    return sleeper
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_metrics(
