@@ -54,10 +54,9 @@ def common_args(
         "use_cpu": on_cpu,
         "gradient_checkpointing": checkpointing,
         "max_length": hp["max_seq_length"],
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "save_only_model": True,
     }
-    if checkpointing:
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if has_eval:
         args.update(
             eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps",
