@@ -103,8 +103,11 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from tunebridge import api_keys
 
     keys = api_keys.list_keys(db=_admin_runtime().db)
-    rows: list[dict[str, Any]] = [{"id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
-             "revoked": k.revoked_at is not None} for k in keys]
+    rows: list[dict[str, Any]] = [
+        {"id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
+         "revoked": k.revoked_at is not None}
+        for k in keys
+    ]
     if as_json:
         print_json(rows)
         return

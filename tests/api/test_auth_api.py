@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from storage.repositories.api_keys import ApiKeyRepository
 from tests.conftest import LiveApi
 from tunebridge import api_keys
-from storage.repositories.api_keys import ApiKeyRepository
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer tb_wrong", "Basic abc", "tb_x"])

@@ -34,7 +34,8 @@ def test_upload_multipart_file(live: LiveApi, chat_jsonl: bytes) -> None:
 
 def test_malformed_jsonl_gets_line_numbered_errors_and_stores_nothing(live: LiveApi) -> None:
     good = jsonl([chat_line("q", "a")])
-    bad = good + b'{"messages": [}\n' + good + b'[1, 2]\n' + b'{"messages": [{"role": "user", "content": "x"}]}\n'
+    no_answer = b'{"messages": [{"role": "user", "content": "x"}]}\n'
+    bad = good + b'{"messages": [}\n' + good + b'[1, 2]\n' + no_answer
     with live.client() as http:
         response = http.post("/api/datasets", content=bad)
     assert response.status_code == 422
@@ -48,7 +49,7 @@ def test_malformed_jsonl_gets_line_numbered_errors_and_stores_nothing(live: Live
     assert "no_assistant_message" in by_line[5]
     errors_on = {p["line"] for p in error["problems"] if p.get("severity") == "error"}
     assert errors_on == {2, 4, 5}
-    blobs = [p for p in live.runtime.blobs.root.rglob("*.jsonl")]
+    blobs = list(live.runtime.blobs.root.rglob("*.jsonl"))
     assert blobs == []
     assert list((live.runtime.blobs.root / ".staging").iterdir()) == []
 

@@ -6,10 +6,10 @@ import time
 
 import httpx
 
-from tests.conftest import LiveApi, jsonl, run_until, tick
-from tests.fakes.scripted_backend import ScriptedBackend
 from storage.repositories.audit import AuditRepository
 from storage.repositories.outbox import OutboxRepository
+from tests.conftest import LiveApi, jsonl, run_until, tick
+from tests.fakes.scripted_backend import ScriptedBackend
 
 
 def _dataset(http: httpx.Client, data: bytes) -> str:
