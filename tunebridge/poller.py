@@ -175,28 +175,28 @@ class Poller:
                          data={"result": dict(update.result)} if update.result else None)
 
     def _backend_error(self, job_id: str, exc: BackendError) -> None:
+        """Retryable: back off. Configuration (bad key): alert once, keep the job, back off.
+        Anything else refused at submit: the provider will never take this job, so it fails."""
         now = self.clock.now()
-        if not exc.retryable:
-            with self.db.session() as session:
-                job = JobRepository(session).get(job_id, for_update=True)
-                if job is None:
-                    return
-                if job.handle is None:  # the provider refused the job itself
-                    apply_transition(session, job, JobStatus.FAILED, now=now, reason=str(exc),
-                                     data={"error": str(exc)})
-                    job.error = {"message": str(exc)}
-                    return
-                notify(session, job, kind="alert", dedupe_key=f"{job_id}:config:{exc}"[:200],
-                       text=f"Backend {job.backend} refused a request for {job_id}: {exc}",
-                       now=now)
-        delay = exc.retry_after or self.settings.interval_s * (1 + random.random())
-        delay = min(delay, self.settings.max_backoff_s)
-        log.warning("backend error, retrying in %.1fs: %s", delay, exc, extra={"job_id": job_id})
         with self.db.session() as session:
-            job = JobRepository(session).get(job_id)
-            if job is not None:
-                job.next_poll_at = now + timedelta(seconds=delay)
-                session.add(job)
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is None:
+                return
+            if not exc.retryable and not exc.is_configuration and job.handle is None:
+                job.error = {"message": str(exc)}
+                apply_transition(session, job, JobStatus.FAILED, now=now, reason=str(exc),
+                                 data={"error": str(exc)})
+                return
+            if exc.is_configuration:
+                notify(session, job, kind="alert", dedupe_key=f"{job_id}:config:{exc}"[:200],
+                       text=f"Backend {job.backend} rejected our credentials while handling "
+                            f"{job_id}: {exc}", now=now)
+            delay = exc.retry_after or self.settings.interval_s * (1 + random.random())
+            if not exc.retryable:
+                delay = max(delay, self.settings.max_backoff_s / 2)
+            job.next_poll_at = now + timedelta(seconds=min(delay, self.settings.max_backoff_s))
+            session.add(job)
+        log.warning("backend error, next poll in %.1fs: %s", delay, exc, extra={"job_id": job_id})
 
     def _transition(self, job_id: str, target: JobStatus, reason: str) -> None:
         with self.db.session() as session:
