@@ -169,3 +169,18 @@ class IdempotencyRecord(SQLModel, table=True):
     response_body: str | None = None
     response_headers: dict[str, Any] | None = _json()
     created_at: datetime = _when(index=True)
+
+
+class Subscription(SQLModel, table=True):
+    """A Slack channel that follows every job ("*") or one backend's, besides each job's own."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("channel", "backend", name="uq_subscriptions_channel_backend"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=64, index=True)
+    backend: str = Field(max_length=32)  # "*" for all backends
+    created_by: str = Field(max_length=120)
+    created_at: datetime = _when()

@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str | None = None
     slack_default_channel: str | None = None
+    slack_oncall_usergroup: str | None = Field(
+        default=None, description="User group id (S...) whose members may cancel any job.")
+    slack_admin_users: list[str] = Field(
+        default_factory=list, description="Slack user ids (U...) that may cancel any job.")
+    slack_dataset_url_hosts: list[str] = Field(
+        default_factory=list, description="Hosts `/finetune start <url>` may download from.")
+    slack_oncall_cache_s: float = Field(default=300.0, ge=0)
+    slack_card_update_s: float = Field(
+        default=20.0, gt=0, description="Least time between two progress edits of a card.")
+    slack_post_interval_s: float = Field(
+        default=1.0, ge=0, description="Least time between two posts to one channel.")
+    slack_summary_every_s: float = Field(
+        default=600.0, gt=0, description="Loss summary reply in a running job's thread.")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from storage.tables import Job
@@ -60,3 +60,12 @@ class JobRepository:
 
         rows = self.session.exec(select(Job.status, func.count()).group_by(Job.status))
         return {str(status): int(count) for status, count in rows.all()}
+
+    def set_thread(self, job_id: str, thread_ts: str) -> bool:
+        """Record the Slack thread once: a later or concurrent writer never moves it."""
+        statement = (
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.slack_thread_ts).is_(None))
+            .values(slack_thread_ts=thread_ts)
+        )
+        return bool(self.session.exec(statement).rowcount)

@@ -62,3 +62,17 @@ class OutboxRepository:
     def save(self, notification: Notification) -> None:
         self.session.add(notification)
         self.session.flush()
+
+    def by_dedupe_key(self, dedupe_key: str) -> Notification | None:
+        statement = select(Notification).where(Notification.dedupe_key == dedupe_key)
+        return self.session.exec(statement).first()
+
+    def sent_for(self, job_id: str, channel: str) -> list[Notification]:
+        """Delivered rows of one job in one channel, oldest first (their receipts hold ts)."""
+        statement = (
+            select(Notification)
+            .where(Notification.job_id == job_id, Notification.channel == channel)
+            .where(Notification.state == "sent")
+            .order_by(col(Notification.id))
+        )
+        return list(self.session.exec(statement))
