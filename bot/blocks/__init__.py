@@ -1,0 +1,1 @@
+"""Pure Block Kit builders: values in, JSON-ready dicts out, Slack's size limits enforced."""
