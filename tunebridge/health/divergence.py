@@ -18,7 +18,7 @@ from tunebridge.health.series import MetricSeries, loss_shape_applies, warmup_en
 
 RISE_RATIO = 1.5  # level at least 1.5x its best...
 RISE_OF_SCALE = 0.10  # ...by at least 10% of the highest level seen (ignores rises near zero)
-NOISE_MULTIPLE = 3.0  # ...and 3x the typical log-to-log change so far
+NOISE_MULTIPLE = 4.0  # ...and 4x the typical log-to-log change so far
 WINDOW_FRACTION = 10  # smoothing window: a tenth of the logs so far
 MIN_WINDOW = 2
 PERSIST = 2  # consecutive logs the condition must hold

@@ -22,8 +22,8 @@ from tunebridge.health.series import Column, MetricSeries
 
 MIN_EVALS = 3
 MIN_AFTER_BEST = 2
-MIN_RISE = 0.07  # the smoothed recent eval level must sit 7% above the smoothed minimum...
-NOISE_MULTIPLE = 2.0  # ...and twice the eval curve's zig-zag above it
+MIN_RISE = 0.06  # the smoothed recent eval level must sit 6% above the smoothed minimum...
+NOISE_MULTIPLE = 1.75  # ...and 1.75x the eval curve's zig-zag above it
 TRAIN_SLACK = 0.20  # train loss may wobble 20% above its level at the best eval
 MAX_SMOOTHING = 3  # evaluations averaged into one smoothed point (fewer on short series)
 TRAIN_WINDOW = 5
