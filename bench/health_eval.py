@@ -35,6 +35,16 @@ class Tally:
     misses: list[str] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)
 
+    def add(self, run: str, *, labelled: bool, found: bool) -> None:
+        if labelled and found:
+            self.tp += 1
+        elif labelled:
+            self.fn += 1
+            self.misses.append(run)
+        elif found:
+            self.fp += 1
+            self.extras.append(run)
+
     def precision(self) -> float:
         return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
 
@@ -69,13 +79,7 @@ def _score_run(curves: Path, row: dict[str, str], results: Results) -> None:
     report = analyze(series)
     found = {f.kind for f in report.findings}
     for kind in KINDS:
-        tally, labelled = results.tallies[kind], row.get(str(kind)) == "1"
-        if labelled and kind in found:
-            tally.tp += 1
-        elif labelled:
-            tally.fn, _ = tally.fn + 1, tally.misses.append(run)
-        elif kind in found:
-            tally.fp, _ = tally.fp + 1, tally.extras.append(run)
+        results.tallies[kind].add(run, labelled=row.get(str(kind)) == "1", found=kind in found)
     if row.get("healthy") == "1":
         results.healthy += 1
         if found:
