@@ -10,6 +10,7 @@ import pytest
 
 from tunebridge.errors import InvalidInput
 from tunebridge.health import (
+    MetricSeries,
     MetricsFormat,
     Objective,
     analyze_file,
@@ -121,3 +122,10 @@ def test_rl_keys_mark_the_objective() -> None:
     text = "\n".join(json.dumps({"step": s, "loss": 0.01, "reward": 0.5, "kl": 0.1})
                      for s in range(1, 5))
     assert parse_series(text).objective is Objective.REINFORCEMENT
+
+
+def test_storage_rows_with_nonfinite_extras() -> None:
+    rows = [{"step": 1, "train_loss": 1.0},
+            {"step": 2, "train_loss": None, "extra": {"nonfinite_train_loss": "nan"}}]
+    series = MetricSeries.from_rows(rows)
+    assert math.isnan(series.column("train_loss")[1][1])

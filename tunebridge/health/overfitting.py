@@ -14,6 +14,7 @@ the finished run's report does not say so. The finding's step is where the curre
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from tunebridge.health.findings import Finding, FindingKind, Severity, make_finding
@@ -53,7 +54,7 @@ def detect_overfitting(series: MetricSeries) -> Finding | None:
     since = len(evals)
     while since > MIN_EVALS and _rise_if_overfit(evals[:since - 1], train) is not None:
         since -= 1
-    return _finding(series, evals, rise, evals[since - 1][0])
+    return _finding(series, evals, rise, evals[since - 1][0], bool(train))
 
 
 def smoothed(values: list[float]) -> list[float]:
@@ -87,18 +88,21 @@ def _train_kept_low(train: Column, best_step: int, now_step: int) -> bool:
 
 
 def _train_level(train: Column, step: int) -> float | None:
-    upto = [v for s, v in train if s <= step][-TRAIN_WINDOW:]
+    end = bisect.bisect_right(train, step, key=lambda point: point[0])
+    upto = [v for _, v in train[max(0, end - TRAIN_WINDOW):end]]
     if not upto:
         upto = [v for _, v in train[:TRAIN_WINDOW]]
     return median(upto) if upto else None
 
 
-def _finding(series: MetricSeries, evals: Column, rise: float, since: int) -> Finding:
+def _finding(series: MetricSeries, evals: Column, rise: float, since: int,
+             has_train: bool) -> Finding:
     best = best_eval(evals)
     assert best is not None
     epoch = series.epoch_at(best.step)
     where = f"step {best.step}" + (f" (epoch {epoch:.2f})" if epoch is not None else "")
     severity = Severity.CRITICAL if rise >= 0.25 else Severity.WARNING
+    gap = "while training loss keeps falling" if has_train else "(no training loss logged)"
     message = (f"Validation loss is {rise:.0%} above its minimum {fmt(best.loss)} at {where} "
-               f"while training loss keeps falling; keep the checkpoint from step {best.step}")
+               f"{gap}; keep the checkpoint from step {best.step}")
     return make_finding(FindingKind.OVERFITTING, since, severity, message)

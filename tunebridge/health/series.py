@@ -74,7 +74,8 @@ class MetricSeries:
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]], *, total_steps: int | None = None,
                   objective: Objective = Objective.SUPERVISED) -> MetricSeries:
-        """Build from dict-like rows (storage rows, JSONL records); strings like "nan" parse."""
+        """Build from dict-like rows (JSONL records, storage rows as dicts); strings like "nan"
+        parse, and a row's `extra` mapping may carry `nonfinite_<field>` values."""
         points = [p for p in (point_from_mapping(r) for r in rows) if p is not None]
         return cls(tuple(points), total_steps=total_steps, objective=objective)
 
@@ -148,6 +149,11 @@ def point_from_mapping(row: Mapping[str, Any]) -> SeriesPoint | None:
     for key, target in _ALIASES.items():
         if key in row and values.get(target) is None:
             values[target] = _as_float(row[key])
+    extra = row.get("extra")
+    if isinstance(extra, Mapping):  # storage keeps NaN/inf as strings under nonfinite_<name>
+        for target in set(_ALIASES.values()):
+            if values.get(target) is None and f"nonfinite_{target}" in extra:
+                values[target] = _as_float(extra[f"nonfinite_{target}"])
     return SeriesPoint(step=int(step), **values)
 
 
