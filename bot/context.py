@@ -92,7 +92,7 @@ class BotContext:
         runtime = self.runtime
         created = jobs.create_job(
             db=runtime.db, registry=runtime.registry, clock=runtime.clock,
-            request=JobRequest(
+            policy=runtime.job_policy, request=JobRequest(
                 training_dataset_id=training.id, base_model=command.base_model
                 or self.default_model(backend), backend=backend,
                 method=command.method or "sft",

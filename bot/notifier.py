@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPE = "tunebridge_notification"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+UNREADABLE = frozenset({"not_in_channel", "missing_scope", "channel_not_found",
+                        "thread_not_found"})
 Receipt = dict[str, Any]
 
 
@@ -206,9 +208,19 @@ class SlackNotifier:
 
     def _search(self, dedupe_key: str, method: Callable[..., Any], **args: Any
                 ) -> dict[str, Any] | None:
+        """Page through the channel or thread for the key. Where the bot may post but not read
+        (no channels:history, not a member of a public channel), it cannot check: it says so
+        and lets the post go ahead — at least once, rather than never."""
         cursor: str | None = None
         while True:
-            page = method(include_all_metadata=True, limit=200, cursor=cursor, **args)
+            try:
+                page = method(include_all_metadata=True, limit=200, cursor=cursor, **args)
+            except SlackApiError as exc:
+                if exc.response.get("error") not in UNREADABLE:
+                    raise
+                log.warning("cannot search %s for %s: %s", args.get("channel"), dedupe_key,
+                            exc.response.get("error"))
+                return None
             for message in page.get("messages") or []:
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}

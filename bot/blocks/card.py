@@ -22,15 +22,15 @@ from tunebridge.status import JobStatus
 CANCEL_ACTION = "cancel_job"
 DETAILS_ACTION = "job_details"
 STATUS_EMOJI = {
-    JobStatus.VALIDATING: ":mag:", JobStatus.QUEUED: ":hourglass_flowing_sand:",
-    JobStatus.RUNNING: ":arrows_counterclockwise:", JobStatus.PAUSED: ":double_vertical_bar:",
-    JobStatus.CANCELLING: ":octagonal_sign:", JobStatus.SUCCEEDED: ":white_check_mark:",
-    JobStatus.FAILED: ":x:", JobStatus.CANCELLED: ":no_entry_sign:",
+    "validating": ":mag:", "awaiting_approval": ":raised_hand:",
+    "queued": ":hourglass_flowing_sand:", "running": ":arrows_counterclockwise:",
+    "paused": ":double_vertical_bar:", "cancelling": ":octagonal_sign:",
+    "succeeded": ":white_check_mark:", "failed": ":x:", "cancelled": ":no_entry_sign:",
 }
 
 
 def status_label(status: str) -> str:
-    return f"{STATUS_EMOJI.get(JobStatus(status), '')} {status}".strip()
+    return f"{STATUS_EMOJI.get(str(status), '')} {status}".strip()
 
 
 def progress_bar(fraction: float | None, width: int = 20) -> str:

@@ -48,6 +48,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
         self.latency_s = 0.0
+        self.down = False  # drop every connection unanswered, like an unreachable Slack
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -155,6 +156,9 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             self._route()
 
         def _route(self) -> None:
+            if fake.down:
+                self.close_connection = True
+                return
             if fake.latency_s:
                 time.sleep(fake.latency_s)
             parts = urlsplit(self.path)

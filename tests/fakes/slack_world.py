@@ -93,8 +93,6 @@ class SlackWorld:
 
     def history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel"))
-        if channel not in self.messages:
-            raise SlackError("channel_not_found")
         top = [m for m in self.channel(channel) if m.get("thread_ts") in (None, m["ts"])]
         return self._page(list(reversed(top)), args)
 

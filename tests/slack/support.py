@@ -10,6 +10,13 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from storage.tables import Job
+from tests.conftest import chat_line, jsonl
+from tunebridge import datasets, jobs
+from tunebridge.datasets import ValidationLimits
+from tunebridge.jobs import JobRequest
+from tunebridge.runtime import Runtime
+
 SIGNING_SECRET = "test-signing-secret"
 TEAM = "T1"
 
@@ -83,3 +90,18 @@ def form_values(view: dict[str, Any], **overrides: Any) -> dict[str, Any]:
             state["value"] = overrides.get(block_id, element.get("initial_value"))
         values[block_id] = {element["action_id"]: state}
     return values
+
+
+def make_job(runtime: Runtime, *, creator: str = "slack:U1", channel: str = "C1",
+             steps: int = 1000) -> Job:
+    """A job as `/finetune start` would create it, with the scripted backend's length set."""
+    data = jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])
+    staged = runtime.blobs.stage([data], max_bytes=1 << 20)
+    dataset = datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
+                                     staged=staged, filename="train.jsonl", creator=creator,
+                                     limits=ValidationLimits()).dataset
+    return jobs.create_job(
+        db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator=creator,
+        policy=runtime.job_policy,
+        request=JobRequest(training_dataset_id=dataset.id, base_model="tiny", backend="scripted",
+                           options={"scripted_steps": steps}, notify_channel=channel)).job
