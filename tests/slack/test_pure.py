@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,19 @@ def test_the_form_is_prefilled_from_the_seed_and_parses_back(
     assert parsed.hyperparameters["n_epochs"] == int(knobs["n_epochs"])
     assert parse_submission(form_values(view)) == {
         "dataset_file": "Attach one JSONL file, or give a dataset id or URL (not both)."}
+
+
+def test_the_manifest_declares_the_command_and_a_scope_for_every_method_we_call() -> None:
+    from bot.listeners.commands import COMMAND
+
+    yaml = pytest.importorskip("yaml")  # PyYAML arrives with the training stack's deps
+
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "bot" / "manifest.yaml").read_text())
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == [COMMAND]
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    needed = {"chat.postMessage": "chat:write", "files.info": "files:read",
+              "files.getUploadURLExternal": "files:write",
+              "usergroups.users.list": "usergroups:read",
+              "conversations.history": "channels:history", "/finetune": "commands"}
+    assert set(needed.values()) <= scopes
