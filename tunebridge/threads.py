@@ -1,9 +1,9 @@
 """Where a job lives in a chat channel: the thread its status card started.
 
-The source of truth is the outbox itself: the receipt of the first notification delivered for a
-job in a channel holds the card's ts, so every channel (the job's own and subscribers') works
-the same way and a crash-recovered delivery (see `find_delivered`) restores it too. The job row
-keeps the ts of its own channel's thread for the API and the CLI.
+The source of truth is the outbox itself: every receipt of a notification delivered for a job
+in a channel carries the thread's ts and the channel's id, so every channel (the job's own and
+subscribers') works the same way, and a crash-recovered delivery (`find_delivered`) restores it
+too. The job row keeps the ts of its own channel's thread for the API and the CLI.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ class Thread:
 
 
 def thread_of(*, db: Database, job_id: str, channel: str) -> Thread | None:
+    """Every receipt of a delivered row names its thread, so the latest one is enough."""
     with db.session() as session:
-        rows = OutboxRepository(session).sent_for(job_id, channel)
-    for row in rows:
-        receipt = row.receipt or {}
-        if receipt.get("thread_ts"):
-            return Thread(channel_id=str(receipt.get("channel") or channel),
-                          ts=str(receipt["thread_ts"]))
-    return None
+        row = OutboxRepository(session).last_sent(job_id, channel)
+    receipt = (row.receipt if row is not None else None) or {}
+    if not receipt.get("thread_ts"):
+        return None  # nothing delivered here yet (or only before Slack was configured)
+    return Thread(channel_id=str(receipt.get("channel") or channel),
+                  ts=str(receipt["thread_ts"]))
 
 
 def record_thread(*, db: Database, job_id: str, channel: str, thread_ts: str) -> bool:

@@ -26,7 +26,7 @@ from bot.commands import (
 )
 from bot.context import BotContext, Caller, answering
 from tunebridge import jobs, progress, subscriptions
-from tunebridge.errors import NotFound
+from tunebridge.errors import TunebridgeError
 from tunebridge.status import JobStatus
 
 COMMAND = "/finetune"
@@ -77,7 +77,7 @@ def _status(ctx: BotContext, command: Status, caller: Caller, body: dict[str, An
     if job_id is None:
         latest, _ = jobs.list_jobs(db=db, limit=1, creator=caller.creator)
         if not latest:
-            raise NotFound("job", "(yours)")
+            raise TunebridgeError("no_jobs", "You have no jobs yet: `/finetune start` makes one.")
         job_id = latest[0].id
     text, blocks = card(progress.snapshot(db=db, job_id=job_id, now=ctx.runtime.clock.now()))
     respond(text=text, blocks=blocks, response_type="ephemeral")

@@ -67,12 +67,13 @@ class OutboxRepository:
         statement = select(Notification).where(Notification.dedupe_key == dedupe_key)
         return self.session.exec(statement).first()
 
-    def sent_for(self, job_id: str, channel: str) -> list[Notification]:
-        """Delivered rows of one job in one channel, oldest first (their receipts hold ts)."""
+    def last_sent(self, job_id: str, channel: str) -> Notification | None:
+        """The latest delivered row of one job in one channel (its receipt names the thread)."""
         statement = (
             select(Notification)
             .where(Notification.job_id == job_id, Notification.channel == channel)
             .where(Notification.state == "sent")
-            .order_by(col(Notification.id))
+            .order_by(col(Notification.id).desc())
+            .limit(1)
         )
-        return list(self.session.exec(statement))
+        return self.session.exec(statement).first()

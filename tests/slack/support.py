@@ -105,3 +105,9 @@ def make_job(runtime: Runtime, *, creator: str = "slack:U1", channel: str = "C1"
         policy=runtime.job_policy,
         request=JobRequest(training_dataset_id=dataset.id, base_model="tiny", backend="scripted",
                            options={"scripted_steps": steps}, notify_channel=channel)).job
+
+
+def view_of(args: dict[str, Any]) -> dict[str, Any]:
+    """The `view` argument of views.open/update (a JSON body object, or a form string)."""
+    view = args["view"]
+    return json.loads(view) if isinstance(view, str) else dict(view)

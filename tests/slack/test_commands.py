@@ -7,7 +7,7 @@ import json
 from storage.repositories.outbox import OutboxRepository
 from tests.conftest import LiveApi, run_async, run_until
 from tests.fakes.slack_server import FakeSlack
-from tests.slack.support import SignedSlack, make_job
+from tests.slack.support import SignedSlack, form_values, make_job, view_of
 from tunebridge import jobs, subscriptions
 from tunebridge.status import JobStatus
 
@@ -78,3 +78,32 @@ def test_a_subscribed_channel_gets_its_own_card_for_each_job_of_the_backend(
     slack.command("unsubscribe", user="U1", channel="C9")
     fake_slack.wait_for("response_url", 3)
     assert subscriptions.subscriptions_of(db=runtime.db, channel="C9") == []
+
+
+def test_details_opens_a_view_and_changing_the_method_re_renders_the_form(
+        slack: SignedSlack, fake_slack: FakeSlack, live: LiveApi) -> None:
+    job = make_job(live.runtime, steps=2)
+    slack.click("job_details", job.id, user="U2")
+    details = json.dumps(fake_slack.wait_for("views.open")[0].args["view"])
+    assert job.id in details and "lora_r" in details and "Job created by slack:U1" in details
+
+    slack.command("start", user="U1")
+    form = view_of(fake_slack.wait_for("views.open", 2)[1].args)
+    values = form_values(form, method="dpo")
+    slack.interaction({
+        "type": "block_actions", "team": {"id": "T1"}, "user": {"id": "U1"}, "api_app_id": "A1",
+        "trigger_id": "t", "container": {"type": "view", "view_id": "V1"},
+        "view": {**form, "id": "V1", "hash": "h1", "state": {"values": values}},
+        "actions": [{"action_id": "pick_method", "block_id": "method", "type": "static_select",
+                     "selected_option": {"value": "dpo"}}]})
+    update = fake_slack.wait_for("views.update")[0].args
+    redrawn = view_of(update)
+    assert update["view_id"] == "V1" and update["hash"] == "h1"
+    assert '"initial_value": "0.000005"' in json.dumps(redrawn) and "hp:beta" in json.dumps(
+        redrawn)
+    assert redrawn["private_metadata"] == form["private_metadata"]  # still answers in C1
+
+
+def test_status_without_jobs_says_so(slack: SignedSlack, fake_slack: FakeSlack) -> None:
+    slack.command("status", user="U5")
+    assert "no jobs yet" in fake_slack.wait_for("response_url")[0].args["text"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.conftest import LiveApi, chat_line, jsonl, run_until, tick
 from tests.fakes.slack_server import FakeSlack
-from tests.slack.support import SignedSlack, form_values
+from tests.slack.support import SignedSlack, form_values, view_of
 from tunebridge import jobs
 from tunebridge.lifecycle import notify
 from tunebridge.status import JobStatus
@@ -21,8 +21,7 @@ def _metadata_keys(messages: list[dict[str, Any]]) -> list[str]:
 def _open_form(slack: SignedSlack, fake_slack: FakeSlack) -> dict[str, Any]:
     ack = slack.command("start", user="U1", channel="C1")
     assert ack.status_code == 200 and ack.content in (b"", b"{}")
-    view = fake_slack.wait_for("views.open")[0].args["view"]
-    return json.loads(view) if isinstance(view, str) else dict(view)
+    return view_of(fake_slack.wait_for("views.open")[0].args)
 
 
 def test_start_form_runs_a_job_and_its_thread_shows_card_progress_warning_and_chart(
