@@ -14,9 +14,8 @@ from typing import Any
 
 from bot.blocks.text import MAX_MODAL_BLOCKS, clip, context, escape, fields, plain, section
 from bot.commands import Start, number
-from storage.tables import JobEvent
+from storage.tables import Job, JobEvent
 from tunebridge.hyperparameters import Knob, knobs_for
-from tunebridge.progress import JobSnapshot
 
 START_CALLBACK = "finetune_start"
 BACKEND_ACTION = "pick_backend"
@@ -131,8 +130,7 @@ def parse_submission(values: dict[str, Any]) -> Start | dict[str, str]:
                  hyperparameters=hyper)
 
 
-def details_modal(snapshot: JobSnapshot, events: Sequence[JobEvent]) -> dict[str, Any]:
-    job = snapshot.job
+def details_modal(job: Job, events: Sequence[JobEvent]) -> dict[str, Any]:
     params = json.dumps(job.hyperparameters, indent=1, sort_keys=True)
     lines = [f"`{e.created_at:%H:%M:%S}` {escape(e.message)}" for e in events[-12:]]
     blocks = [

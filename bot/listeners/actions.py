@@ -12,7 +12,7 @@ from bot.blocks.card import CANCEL_ACTION, DETAILS_ACTION
 from bot.blocks.modal import BACKEND_ACTION, METHOD_ACTION, choices, details_modal, start_modal
 from bot.blocks.text import user_ref
 from bot.context import BotContext, Caller, answering
-from tunebridge import jobs, progress
+from tunebridge import jobs
 
 
 def _caller(body: dict[str, Any]) -> Caller:
@@ -35,13 +35,15 @@ def register(app: App, ctx: BotContext) -> None:
             respond(text=f"{user_ref(caller.creator)} asked to cancel {job.id}: it is "
                     f"{job.status}.", response_type="ephemeral", replace_original=False)
 
-    def details_clicked(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def open_details(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+                     ) -> None:
+        """Runs inline, not lazily: views.open needs the click's trigger_id within 3 s."""
+        ack()
         runtime = ctx.runtime
         with answering(respond):
-            job_id = _value(body)
-            snap = progress.snapshot(db=runtime.db, job_id=job_id, now=runtime.clock.now())
-            events = jobs.job_events(db=runtime.db, job_id=job_id, after_id=None, limit=500)
-            client.views_open(trigger_id=body["trigger_id"], view=details_modal(snap, events))
+            job = jobs.get_job(db=runtime.db, job_id=_value(body))
+            events = jobs.job_events(db=runtime.db, job_id=job.id, after_id=None, limit=500)
+            client.views_open(trigger_id=body["trigger_id"], view=details_modal(job, events))
 
     def form_choice_changed(body: dict[str, Any], client: WebClient) -> None:
         """Backend or method changed: re-render the form with that combination's knobs."""
@@ -55,6 +57,6 @@ def register(app: App, ctx: BotContext) -> None:
             base_model=model, metadata=view.get("private_metadata") or "{}"))
 
     app.action(CANCEL_ACTION)(ack=ack_action, lazy=[cancel_clicked])
-    app.action(DETAILS_ACTION)(ack=ack_action, lazy=[details_clicked])
+    app.action(DETAILS_ACTION)(open_details)
     app.action(BACKEND_ACTION)(ack=ack_action, lazy=[form_choice_changed])
     app.action(METHOD_ACTION)(ack=ack_action, lazy=[form_choice_changed])

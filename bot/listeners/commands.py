@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.blocks.card import card
 from bot.blocks.messages import created_message, help_message, job_list
@@ -35,19 +36,28 @@ Handler = Callable[[BotContext, Any, Caller, dict[str, Any], WebClient, Respond]
 
 
 def register(app: App, ctx: BotContext) -> None:
-    def ack_finetune(ack: Ack, body: dict[str, Any]) -> None:
+    def ack_finetune(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Help is the ack itself; the form opens before the ack (its trigger_id lives 3 s,
+        so it must not queue behind slow lazy work); everything else runs after it."""
         command = parse(str(body.get("text") or ""))
         if isinstance(command, Help):
             text, blocks = help_message(command.error)
             ack(text=text, blocks=blocks)
+        elif isinstance(command, Start) and command.source is None:
+            try:
+                _open_form(ctx, command, body, client)
+            except SlackApiError as exc:
+                ack(text=f"Could not open the form ({exc.response.get('error')}).")
+                return
+            ack()
         else:
             ack()
 
     def run_finetune(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         command = parse(str(body.get("text") or ""))
         handler = HANDLERS.get(type(command))
-        if handler is None:
-            return  # help was the ack itself
+        if handler is None or _opens_form(command):
+            return  # answered by the ack
         caller = Caller(user=str(body.get("user_id")), channel=body.get("channel_id"),
                         team=body.get("team_id"))
         with answering(respond):
@@ -56,15 +66,21 @@ def register(app: App, ctx: BotContext) -> None:
     app.command(COMMAND)(ack=ack_finetune, lazy=[run_finetune])
 
 
+def _opens_form(command: object) -> bool:
+    return isinstance(command, Start) and command.source is None
+
+
+def _open_form(ctx: BotContext, command: Start, body: dict[str, Any], client: WebClient) -> None:
+    backend = command.backend or ctx.default_backend()
+    metadata = json.dumps({"channel": body.get("channel_id"),
+                           "response_url": body.get("response_url")})
+    client.views_open(trigger_id=body["trigger_id"], view=start_modal(
+        backends=ctx.backends(), backend=backend, method=command.method or "sft",
+        base_model=command.base_model or ctx.default_model(backend), metadata=metadata))
+
+
 def _start(ctx: BotContext, command: Start, caller: Caller, body: dict[str, Any],
            client: WebClient, respond: Respond) -> None:
-    if command.source is None:
-        backend = command.backend or ctx.default_backend()
-        metadata = json.dumps({"channel": caller.channel, "response_url": body.get("response_url")})
-        client.views_open(trigger_id=body["trigger_id"], view=start_modal(
-            backends=ctx.backends(), backend=backend, method=command.method or "sft",
-            base_model=command.base_model or ctx.default_model(backend), metadata=metadata))
-        return
     created = ctx.start_job(command, caller)
     text, blocks = created_message(created.job, created.warnings, created.job.slack_channel)
     respond(text=text, blocks=blocks, response_type="ephemeral")
