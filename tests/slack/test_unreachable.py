@@ -44,3 +44,5 @@ def test_an_unreachable_slack_blocks_neither_start_up_nor_loses_notifications(
     posted = [m["metadata"]["event_payload"]["dedupe_key"]
               for m in fake_slack.world.channel("C1") if "metadata" in m]
     assert posted == [r.dedupe_key for r in rows]  # once each, in order
+    # Socket Mode kept trying in the background all along (this fake has no websocket).
+    assert fake_slack.wait_for("apps.connections.open", timeout=15)
