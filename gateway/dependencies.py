@@ -43,6 +43,7 @@ ReadKey = Annotated[ApiKey, Depends(require(Scope.READ))]
 DatasetWriteKey = Annotated[ApiKey, Depends(require(Scope.DATASETS_WRITE))]
 JobWriteKey = Annotated[ApiKey, Depends(require(Scope.JOBS_WRITE))]
 JobCancelKey = Annotated[ApiKey, Depends(require(Scope.JOBS_CANCEL))]
+AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 
 
 def actor_for(key: ApiKey, request: Request) -> Actor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
@@ -17,6 +18,7 @@ from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
 from storage.tables import AuditLog, Dataset, Job, JobEvent, MetricPoint
 from tunebridge import hyperparameters, validation
+from tunebridge.assessment import JobPolicy, assess
 from tunebridge.clock import Clock, new_id
 from tunebridge.errors import Conflict, InvalidInput, NotFound, Problem
 from tunebridge.lifecycle import apply_transition, record_creation
@@ -83,36 +85,65 @@ def _check_request(request: JobRequest, registry: BackendRegistry) -> None:
         )
 
 
+def _datasets(db: Database, request: JobRequest) -> tuple[Dataset, Dataset | None]:
+    with db.session() as session:
+        training = _dataset(session, request.training_dataset_id, request.method,
+                            "training_dataset_id")
+        validation = None
+        if request.validation_dataset_id:
+            validation = _dataset(session, request.validation_dataset_id, request.method,
+                                  "validation_dataset_id")
+    return training, validation
+
+
 def create_job(
-    *, db: Database, registry: BackendRegistry, clock: Clock, request: JobRequest,
-    creator: str, idempotency_key: str | None = None, default_channel: str | None = None,
+    *, db: Database, registry: BackendRegistry, clock: Clock, policy: JobPolicy,
+    request: JobRequest, creator: str, idempotency_key: str | None = None,
+    default_channel: str | None = None,
 ) -> CreatedJob:
+    """Check everything a user can fix before anything is stored; then queue the job, or park
+    it awaiting approval when its estimate is over a configured cap."""
     _check_request(request, registry)
     resolved = hyperparameters.resolve(
-        method=request.method, backend=request.backend, given=request.hyperparameters
-    )
+        method=request.method, backend=request.backend, given=request.hyperparameters)
+    training, validation = _datasets(db, request)
+    assessment = assess(
+        policy=policy, backend=request.backend, base_model=request.base_model,
+        epochs=int(resolved.values.get("n_epochs", 1)), training=Path(training.blob_path),
+        validation=Path(validation.blob_path) if validation else None)
+    warnings = resolved.warnings + assessment.warnings
+    status = JobStatus.AWAITING_APPROVAL if assessment.approval_reasons else JobStatus.QUEUED
     now = clock.now()
     with db.session() as session:
-        _dataset(session, request.training_dataset_id, request.method, "training_dataset_id")
-        if request.validation_dataset_id:
-            _dataset(session, request.validation_dataset_id, request.method,
-                     "validation_dataset_id")
         job = JobRepository(session).add(Job(
             id=new_id("job"), backend=request.backend, base_model=request.base_model,
-            method=request.method, status=JobStatus.QUEUED,
-            training_dataset_id=request.training_dataset_id,
-            validation_dataset_id=request.validation_dataset_id,
+            method=request.method, status=status, training_dataset_id=training.id,
+            validation_dataset_id=validation.id if validation else None,
             hyperparameters=resolved.values, options=dict(request.options),
-            suffix=request.suffix, creator=creator,
+            suffix=request.suffix, creator=creator, estimate=assessment.estimate,
             slack_channel=request.notify_channel or default_channel,
             idempotency_key=idempotency_key, created_at=now, updated_at=now,
         ))
-        record_creation(session, job, now=now, actor=creator)
-        for warning in resolved.warnings:
-            JobEventRepository(session).add(JobEvent(
-                job_id=job.id, kind="lint", level="warning", message=warning.message,
-                data=warning.as_dict(), created_at=now))
-    return CreatedJob(job=job, warnings=resolved.warnings)
+        record_creation(session, job, now=now, actor=creator,
+                        reasons=list(assessment.approval_reasons))
+        events = JobEventRepository(session)
+        for warning in warnings:
+            events.add(JobEvent(job_id=job.id, kind="lint", level="warning",
+                                message=warning.message, data=warning.as_dict(), created_at=now))
+    return CreatedJob(job=job, warnings=warnings)
+
+
+def approve_job(*, db: Database, clock: Clock, job_id: str, actor: Actor) -> Job:
+    """Release a job held by a cost or GPU-time cap; audited like a cancel."""
+    now = clock.now()
+    with db.session() as session:
+        job = JobRepository(session).get(job_id, for_update=True)
+        if job is None:
+            raise NotFound("job", job_id)
+        apply_transition(session, job, JobStatus.QUEUED, now=now,
+                         reason=f"approved by {actor.name}")
+        _audit(session, actor, job_id, "approve", {"estimate": job.estimate}, now)
+        return job
 
 
 def get_job(*, db: Database, job_id: str) -> Job:

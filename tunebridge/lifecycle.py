@@ -14,6 +14,7 @@ from tunebridge.status import JobStatus, check_transition
 
 _STATUS_TEXT = {
     JobStatus.VALIDATING: "is validating its data",
+    JobStatus.AWAITING_APPROVAL: "is waiting for approval (its estimate is above the cap)",
     JobStatus.QUEUED: "is queued",
     JobStatus.RUNNING: "is running",
     JobStatus.PAUSED: "is paused",
@@ -41,15 +42,18 @@ def notify(
     )
 
 
-def record_creation(session: Session, job: Job, *, now: datetime, actor: str) -> JobEvent:
+def record_creation(session: Session, job: Job, *, now: datetime, actor: str,
+                    reasons: list[str] | None = None) -> JobEvent:
     state = _STATUS_TEXT[JobStatus(job.status)]
+    why = f": {'; '.join(reasons)}" if reasons else ""
     event = JobEventRepository(session).add(
-        JobEvent(job_id=job.id, kind="status", message=f"Job created by {actor}; it {state}.",
-                 to_status=job.status, created_at=now)
+        JobEvent(job_id=job.id, kind="status", message=f"Job created by {actor}; it {state}{why}.",
+                 to_status=job.status, data={"reasons": reasons} if reasons else None,
+                 created_at=now)
     )
     notify(session, job, kind="status", dedupe_key=f"{job.id}:status:{event.id}",
-           text=f"Job {job.id} ({job.backend}, {job.base_model}) {state}.",
-           now=now, data={"status": job.status, "creator": actor})
+           text=f"Job {job.id} ({job.backend}, {job.base_model}) {state}{why}.",
+           now=now, data={"status": job.status, "creator": actor, "reasons": reasons or []})
     return event
 
 

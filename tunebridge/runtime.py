@@ -10,6 +10,7 @@ from backends.registry import BackendRegistry
 from storage import migration
 from storage.blobs import BlobStore
 from storage.database import Database
+from tunebridge.assessment import JobPolicy
 from tunebridge.clock import Clock, SystemClock
 from tunebridge.console_notifier import ConsoleNotifier
 from tunebridge.outbox import Notifier, OutboxSender
@@ -29,6 +30,13 @@ class Runtime:
     poller: Poller
     sender: OutboxSender
     scheduler: Scheduler | None = field(default=None)
+
+    @property
+    def job_policy(self) -> JobPolicy:
+        s = self.settings
+        return JobPolicy(models_dir=s.data_dir / "models", local_device=s.local_device,
+                         max_cost_usd=s.max_cost_usd, max_gpu_hours=s.max_gpu_hours,
+                         max_reported=s.max_reported_errors)
 
     def use_notifier(self, notifier: Notifier) -> None:
         """Swap the destination (e.g. Slack once its app is built); queued rows are kept."""

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=200, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
 
+    # Approval: a job whose estimate exceeds a cap waits for `approve`.
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_gpu_hours: float | None = Field(default=None, ge=0)
+    local_device: str = Field(default="cpu", description="throughput row for local estimates")
+
     # Backends.
     default_backend: str = "local"
     openai_api_key: SecretStr | None = None

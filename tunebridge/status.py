@@ -9,6 +9,7 @@ from tunebridge.errors import Conflict
 
 class JobStatus(StrEnum):
     VALIDATING = "validating"
+    AWAITING_APPROVAL = "awaiting_approval"
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
@@ -29,10 +30,13 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 # A job is born validating (checks that need the whole file) or queued (checks already done).
-INITIAL = frozenset({JobStatus.VALIDATING, JobStatus.QUEUED})
+INITIAL = frozenset({JobStatus.VALIDATING, JobStatus.AWAITING_APPROVAL, JobStatus.QUEUED})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.VALIDATING: frozenset({JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.VALIDATING: frozenset(
+        {JobStatus.QUEUED, JobStatus.AWAITING_APPROVAL, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.AWAITING_APPROVAL: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.QUEUED: frozenset(
         {JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.FAILED,
          JobStatus.SUCCEEDED}

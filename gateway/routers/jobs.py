@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.dependencies import JobCancelKey, JobWriteKey, ReadKey, RuntimeDep, actor_for
+from gateway.dependencies import AdminKey, JobCancelKey, JobWriteKey, ReadKey, RuntimeDep, actor_for
 from gateway.schemas import EventPublic, JobCreate, JobCreated, JobPublic, MetricPublic, Page
 from tunebridge import jobs
 from tunebridge.jobs import JobRequest
@@ -18,7 +18,7 @@ def create_job(body: JobCreate, request: Request, runtime: RuntimeDep,
     settings = runtime.settings
     created = jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock,
-        request=JobRequest(
+        policy=runtime.job_policy, request=JobRequest(
             training_dataset_id=body.training_dataset_id,
             validation_dataset_id=body.validation_dataset_id, base_model=body.base_model,
             backend=body.backend or settings.default_backend, method=body.method,
@@ -60,6 +60,17 @@ def cancel_job(job_id: str, request: Request, response: Response, runtime: Runti
         response.status_code = 202  # accepted: the backend confirms on the next poll
         if runtime.scheduler is not None:
             runtime.scheduler.wake_poll()
+    return JobPublic.model_validate(job)
+
+
+@router.post("/{job_id}/approve", response_model=JobPublic)
+def approve_job(job_id: str, request: Request, runtime: RuntimeDep,
+                key: AdminKey) -> JobPublic:
+    """Release a job held because its estimate is above the configured cost or GPU-time cap."""
+    job = jobs.approve_job(db=runtime.db, clock=runtime.clock, job_id=job_id,
+                           actor=actor_for(key, request))
+    if runtime.scheduler is not None:
+        runtime.scheduler.wake_poll()
     return JobPublic.model_validate(job)
 
 

@@ -37,8 +37,11 @@ def message_list_problems(messages: Any, line: int, where: str, *, need_assistan
             yield found
 
 
-def _role(message: Any) -> Any:
-    return message.get("role") if isinstance(message, dict) else None
+def _role(message: Any) -> str | None:
+    """Roles of the wrong type (lists, objects) are reported by bad_role; here they are None
+    so that set and tuple lookups never meet an unhashable value."""
+    role = message.get("role") if isinstance(message, dict) else None
+    return role if isinstance(role, str) else None
 
 
 def message_problems(message: Any, line: int, at: str) -> Iterator[Problem]:
@@ -50,7 +53,7 @@ def message_problems(message: Any, line: int, at: str) -> Iterator[Problem]:
         yield Problem("unknown_key", f"Unknown message key {key!r}; allowed: "
                       f"{sorted(MESSAGE_KEYS)}.", line=line, field=f"{at}.{key}")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         yield Problem("bad_role", f"Role {role!r} is not one of {sorted(ROLES)}.", line=line,
                       field=f"{at}.role")
     yield from _content_problems(message, line, at)
