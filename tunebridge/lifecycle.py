@@ -10,6 +10,7 @@ from sqlmodel import Session
 from storage.repositories.events import JobEventRepository
 from storage.repositories.outbox import OutboxRepository
 from storage.tables import Job, JobEvent, Notification
+from tunebridge import subscriptions
 from tunebridge.status import JobStatus, check_transition
 
 _STATUS_TEXT = {
@@ -29,8 +30,9 @@ def notify(
     session: Session, job: Job, *, kind: str, dedupe_key: str, text: str, now: datetime,
     data: dict[str, Any] | None = None,
 ) -> Notification | None:
-    """Queue a notification about `job`; a dedupe key already queued is silently skipped."""
-    return OutboxRepository(session).add_once(
+    """Queue a notification about `job` (and a copy per subscribed channel); a dedupe key
+    already queued is silently skipped."""
+    row = OutboxRepository(session).add_once(
         Notification(
             dedupe_key=dedupe_key,
             job_id=job.id,
@@ -40,6 +42,9 @@ def notify(
             created_at=now,
         )
     )
+    if row is not None:
+        subscriptions.fan_out(session, job, row)
+    return row
 
 
 def record_creation(session: Session, job: Job, *, now: datetime, actor: str,

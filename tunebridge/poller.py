@@ -22,6 +22,7 @@ from storage.repositories.datasets import DatasetRepository
 from storage.repositories.events import JobEventRepository
 from storage.repositories.jobs import JobRepository
 from storage.tables import Job, JobEvent
+from tunebridge import health_watch
 from tunebridge.clock import Clock
 from tunebridge.lifecycle import apply_transition, notify
 from tunebridge.metrics_store import store_samples
@@ -47,6 +48,16 @@ class PollSettings:
     concurrency: int = 32
     batch: int = 500
     max_backoff_s: float = 300.0
+    auto_stop: bool = False
+
+
+def _total_steps(update: Update) -> int | None:
+    """Backends that know the run's length put it in a sample's extra (`total_steps`)."""
+    for sample in reversed(update.metrics):
+        value = sample.extra.get("total_steps") or sample.extra.get("max_steps")
+        if value:
+            return int(value)
+    return None
 
 
 class Poller:
@@ -159,6 +170,9 @@ class Poller:
             if update.error is not None:
                 job.error = dict(update.error)
             job.next_poll_at = now + timedelta(seconds=self.settings.interval_s)
+            if update.metrics:
+                health_watch.watch(session, job, now=now, total_steps=_total_steps(update),
+                                   auto_stop_default=self.settings.auto_stop)
             self._follow_remote(session, job, REMOTE_TO_JOB[update.status], update, now)
             session.add(job)
 

@@ -92,7 +92,8 @@ def build_runtime(
     registry = BackendRegistry(default_backends(settings) if backends is None else backends)
     notifier = notifier or ConsoleNotifier(settings.data_dir / "console-notifications.jsonl")
     poller = Poller(db=db, registry=registry, clock=clock,
-                    settings=PollSettings(interval_s=settings.poll_interval_s))
+                    settings=PollSettings(interval_s=settings.poll_interval_s,
+                                          auto_stop=settings.auto_stop))
     sender = OutboxSender(db=db, notifier=notifier, clock=clock)
     return Runtime(settings=settings, db=db, blobs=blobs, registry=registry, notifier=notifier,
                    clock=clock, poller=poller, sender=sender)

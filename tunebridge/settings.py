@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_gpu_hours: float | None = Field(default=None, ge=0)
     local_device: str = Field(default="cpu", description="throughput row for local estimates")
 
+    # Training health: stop jobs on NaN, divergence, exploding gradients or lasting overfitting
+    # unless a job sets its own `auto_stop` option.
+    auto_stop: bool = False
+
     # Backends.
     default_backend: str = "local"
     openai_api_key: SecretStr | None = None

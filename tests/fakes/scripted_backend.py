@@ -63,6 +63,7 @@ class ScriptedBackend:
                 "step_seconds": float(spec.options.get("scripted_step_seconds",
                                                        self.step_seconds)),
                 "training_lines": sum(1 for _ in spec.training_file.open("rb")),
+                "curve": spec.options.get("scripted_curve", "healthy"),
                 "submissions": 0,
             })
         record = self._read(external_id)
@@ -78,7 +79,8 @@ class ScriptedBackend:
         if record["fail_at"] is not None:
             done = min(done, int(record["fail_at"]))
         seen = int(cursor or 0)
-        metrics = [self._sample(step) for step in range(seen + 1, done + 1)]
+        curve = record.get("curve", "healthy")
+        metrics = [self._sample(step, curve) for step in range(seen + 1, done + 1)]
         events = [BackendEvent(event_id=f"{handle.external_id}:{step}",
                                message=f"Step {step}/{record['steps']}")
                   for step in range(seen + 1, done + 1) if step % 5 == 0]
@@ -104,9 +106,18 @@ class ScriptedBackend:
         return {}
 
     @staticmethod
-    def _sample(step: int) -> MetricSample:
-        return MetricSample(step=step, epoch=step / 10, train_loss=2.0 * math.exp(-step / 10),
-                            grad_norm=1.0, learning_rate=2e-4)
+    def _sample(step: int, curve: str = "healthy") -> MetricSample:
+        """`healthy`: loss decays. `overfit`: eval every 5 steps falls to a minimum at step 20,
+        then climbs while train loss keeps falling. `nan`: train loss turns NaN at step 15."""
+        train = 2.0 * math.exp(-step / 10)
+        eval_loss = None
+        if curve == "overfit" and step % 5 == 0:
+            eval_loss = 2.2 - 0.05 * step if step <= 20 else 1.2 + 0.04 * (step - 20)
+        if curve == "nan" and step >= 15:
+            train = math.nan
+        return MetricSample(step=step, epoch=step / 10, train_loss=train, eval_loss=eval_loss,
+                            grad_norm=1.0, learning_rate=2e-4,
+                            extra={"total_steps": 60.0})
 
     async def cancel(self, handle: Handle) -> None:
         self._outage("cancel")
