@@ -77,8 +77,9 @@ def exercise_local_path(port: int, workdir: Path) -> None:
                         headers={"Authorization": f"Bearer {key}"}, timeout=30)
     line = b'{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}\n'
     dataset = http.post("/api/datasets", content=line * 12).json()
-    http.post("/api/jobs", json={"training_dataset_id": dataset["id"], "base_model": "x",
-                                 "backend": "local", "options": {}})
+    job = http.post("/api/jobs", json={"training_dataset_id": dataset["id"], "base_model": "x",
+                                       "backend": "local", "options": {}})
+    assert job.status_code == 201, job.text
     time.sleep(1.5)  # one poll tick submits it
 
 

@@ -164,6 +164,33 @@ def datasets_upload(
                   f"sha256 {dataset['sha256'][:12]}…")
 
 
+@app.command("health")
+def health(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check a run made anywhere: trainer_state.json, metrics JSONL or OpenAI metrics CSV."""
+    from tunebridge.errors import TunebridgeError
+    from tunebridge.health import analyze_file
+
+    try:
+        report = analyze_file(file)
+    except TunebridgeError as exc:
+        fail(exc.message)
+    if as_json:
+        print_json(report)
+        return
+    console = Console()
+    for finding in report["findings"]:
+        console.print(f"[bold]{finding['severity']}[/] {finding['kind']} at step "
+                      f"{finding['step']}: {finding['message']}")
+        for fix in finding["fixes"]:
+            console.print(f"    fix: {fix}")
+    if not report["findings"]:
+        console.print("[green]no problems found[/]")
+    console.print(f"best eval step: {report['best_eval_step']}")
+
+
 def _print_problems(body: dict[str, Any], as_json: bool) -> None:
     if as_json:
         json.dump(body, sys.stdout)
