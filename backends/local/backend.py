@@ -77,8 +77,9 @@ class LocalBackend:
         allow_hub_ids: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.runs_dir = Path(runs_dir)
-        self.catalogue = ModelCatalogue(Path(models_dir), allow_hub_ids=allow_hub_ids)
+        # Absolute: the trainer runs in its own working directory and reads these paths.
+        self.runs_dir = Path(runs_dir).resolve()
+        self.catalogue = ModelCatalogue(Path(models_dir).resolve(), allow_hub_ids=allow_hub_ids)
         self.torch_threads = torch_threads
         self.heartbeat_interval_s = heartbeat_interval_s
         self.queue = RunQueue(self.runs_dir, list(slots) if slots else detect_slots())

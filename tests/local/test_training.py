@@ -265,3 +265,13 @@ def test_trainer_crash_fails_with_the_exception(
                       Observed())
     assert seen.final.status is RemoteStatus.FAILED
     assert "DataError" in (seen.final.error or {})["message"]
+
+
+def test_relative_data_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """`make run` passes var/runs: the trainer runs in its own cwd, so relative paths broke it."""
+    from backends.local import LocalBackend
+
+    monkeypatch.chdir(tmp_path)
+    backend = LocalBackend(Path("var/runs"), Path("var/models"), slots=["cpu"])
+    assert backend.runs_dir == tmp_path / "var" / "runs"
