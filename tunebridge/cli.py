@@ -164,6 +164,41 @@ def datasets_upload(
                   f"sha256 {dataset['sha256'][:12]}…")
 
 
+@app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    model: Annotated[str | None, typer.Option(help="OpenAI model: token counts, context.")] = None,
+    backend: Annotated[str | None, typer.Option(help="openai | local")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate a JSONL file locally, as an upload would be; exit 0 valid, 1 invalid."""
+    from tunebridge import tokens
+    from tunebridge.validation import validate_file
+
+    counter = tokens.counter_for_model(model) if model else None
+    context = tokens.context_for_model(model) if model else None
+    report = validate_file(file, backend=backend, model=model, counter=counter, context=context)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_report(report.as_dict())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = Console()
+    verdict = "[green]valid[/]" if report["ok"] else "[red]invalid[/]"
+    console.print(f"{verdict}: {report['num_examples']} examples, format {report['format']}")
+    table = Table("line", "severity", "code", "field", "message")
+    for problem in report["problems"]:
+        table.add_row(str(problem.get("line", "")), problem.get("severity", "error"),
+                      problem["code"], problem.get("field", ""), problem["message"])
+    if report["problems"]:
+        console.print(table)
+
+
 @app.command("health")
 def health(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],

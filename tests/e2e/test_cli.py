@@ -87,3 +87,23 @@ def test_keys_list_and_revoke(serve: ServeProcess) -> None:
     bad_scope = cli(serve, "keys", "create", "--scope", "root")
     assert bad_scope.returncode == 1 and "Scopes must be among" in bad_scope.stderr
 
+
+
+def test_validate_command_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)]))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(good.read_bytes() + b"[1]\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tunebridge.cli", "validate", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    ok = run(str(good), "--model", "gpt-4o-mini-2024-07-18", "--backend", "openai", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["num_examples"] == 12
+    broken = run(str(bad), "--json")
+    assert broken.returncode == 1
+    assert [(p["line"], p["code"]) for p in json.loads(broken.stdout)["problems"]] == [
+        (13, "not_object")]
+    assert run(str(tmp_path / "missing.jsonl")).returncode == 2
