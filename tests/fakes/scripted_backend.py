@@ -80,7 +80,8 @@ class ScriptedBackend:
             done = min(done, int(record["fail_at"]))
         seen = int(cursor or 0)
         curve = record.get("curve", "healthy")
-        metrics = [self._sample(step, curve) for step in range(seen + 1, done + 1)]
+        metrics = [self._sample(step, curve, record["steps"])
+                   for step in range(seen + 1, done + 1)]
         events = [BackendEvent(event_id=f"{handle.external_id}:{step}",
                                message=f"Step {step}/{record['steps']}")
                   for step in range(seen + 1, done + 1) if step % 5 == 0]
@@ -106,7 +107,7 @@ class ScriptedBackend:
         return {}
 
     @staticmethod
-    def _sample(step: int, curve: str = "healthy") -> MetricSample:
+    def _sample(step: int, curve: str = "healthy", total: int = 60) -> MetricSample:
         """`healthy`: loss decays. `overfit`: eval every 5 steps falls to a minimum at step 20,
         then climbs while train loss keeps falling. `nan`: train loss turns NaN at step 15."""
         train = 2.0 * math.exp(-step / 10)
@@ -117,7 +118,7 @@ class ScriptedBackend:
             train = math.nan
         return MetricSample(step=step, epoch=step / 10, train_loss=train, eval_loss=eval_loss,
                             grad_norm=1.0, learning_rate=2e-4,
-                            extra={"total_steps": 60.0})
+                            extra={"total_steps": float(total)})
 
     async def cancel(self, handle: Handle) -> None:
         self._outage("cancel")
