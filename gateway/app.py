@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gateway import errors
 from gateway.idempotency import IdempotencyMiddleware
-from gateway.routers import datasets, health, health_analysis, jobs
+from gateway.routers import datasets, health, health_analysis, jobs, openai_compat
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 from storage.repositories.jobs import JobRepository
 from tunebridge.runtime import Runtime, attach_scheduler, build_runtime
@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     telemetry.watch_jobs(lambda: _job_counts(runtime))
     app.state.telemetry = telemetry
     errors.install(app)
-    for router in (health.router, datasets.router, jobs.router, health_analysis.router):
+    for router in (health.router, datasets.router, jobs.router, health_analysis.router,
+                   openai_compat.router):
         app.include_router(router)
     app.add_middleware(IdempotencyMiddleware, db=runtime.db, clock=runtime.clock,
                        ttl_s=settings.idempotency_ttl_s,

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     default_backend: str = "local"
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    openai_compat_models: dict[str, str] = Field(
+        default_factory=dict, description="/v1 model name -> backend; gpt-* go to openai")
     local_executor: str = "subprocess"
     local_torch_threads: int | None = Field(default=None, ge=1)
     local_base_model: str = "smollm2-135m-instruct"

@@ -24,7 +24,7 @@ async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _stage(request: Request, runtime: Runtime, filename: str | None
+async def stage_upload(request: Request, runtime: Runtime, filename: str | None
                  ) -> tuple[StagedBlob, str]:
     limit = runtime.settings.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -50,7 +50,7 @@ async def upload_dataset(
     filename: str | None = Query(default=None, max_length=255),
 ) -> DatasetPublic:
     """Raw JSONL body (`Content-Type: application/jsonl`) or multipart field `file`."""
-    staged, name = await _stage(request, runtime, filename)
+    staged, name = await stage_upload(request, runtime, filename)
     settings = runtime.settings
     stored = await run_in_threadpool(
         lambda: datasets.store_dataset(
