@@ -57,8 +57,7 @@ class BotContext:
 
     def wake_poller(self) -> None:
         """Submit or cancel now rather than at the next poll interval."""
-        if self.runtime.scheduler is not None:
-            self.runtime.scheduler.wake_poll()
+        self.runtime.wake_poll()
 
     def backends(self) -> list[str]:
         return self.runtime.registry.names() or [self.runtime.settings.default_backend]

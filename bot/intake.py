@@ -18,7 +18,6 @@ from slack_sdk import WebClient
 from storage.blobs import BlobTooLarge
 from storage.tables import Dataset
 from tunebridge import datasets
-from tunebridge.datasets import ValidationLimits
 from tunebridge.errors import InvalidInput, PayloadTooLarge, Problem
 from tunebridge.runtime import Runtime
 
@@ -101,6 +100,5 @@ class DatasetIntake:
         stored = datasets.store_dataset(
             db=self.runtime.db, blobs=self.runtime.blobs, clock=self.runtime.clock,
             staged=staged, filename=name, creator=creator,
-            limits=ValidationLimits(max_reported=settings.max_reported_errors,
-                                    max_line_bytes=settings.max_line_bytes))
+            limits=self.runtime.validation_limits)
         return stored.dataset

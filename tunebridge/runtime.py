@@ -13,6 +13,7 @@ from storage.database import Database
 from tunebridge.assessment import JobPolicy
 from tunebridge.clock import Clock, SystemClock
 from tunebridge.console_notifier import ConsoleNotifier
+from tunebridge.datasets import ValidationLimits
 from tunebridge.outbox import Notifier, OutboxSender
 from tunebridge.poller import Poller, PollSettings
 from tunebridge.scheduler import Scheduler
@@ -37,6 +38,16 @@ class Runtime:
         return JobPolicy(models_dir=s.data_dir / "models", local_device=s.local_device,
                          max_cost_usd=s.max_cost_usd, max_gpu_hours=s.max_gpu_hours,
                          max_reported=s.max_reported_errors)
+
+    @property
+    def validation_limits(self) -> ValidationLimits:
+        return ValidationLimits(max_reported=self.settings.max_reported_errors,
+                                max_line_bytes=self.settings.max_line_bytes)
+
+    def wake_poll(self) -> None:
+        """Poll now (after a create, cancel or approve) rather than at the next interval."""
+        if self.scheduler is not None:
+            self.scheduler.wake_poll()
 
     def use_notifier(self, notifier: Notifier) -> None:
         """Swap the destination (e.g. Slack once its app is built); queued rows are kept."""

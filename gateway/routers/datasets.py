@@ -10,7 +10,6 @@ from gateway.dependencies import DatasetWriteKey, ReadKey, RuntimeDep
 from gateway.schemas import DatasetPublic
 from storage.blobs import BlobTooLarge, StagedBlob
 from tunebridge import datasets
-from tunebridge.datasets import ValidationLimits
 from tunebridge.errors import InvalidInput, PayloadTooLarge
 from tunebridge.runtime import Runtime
 
@@ -51,13 +50,10 @@ async def upload_dataset(
 ) -> DatasetPublic:
     """Raw JSONL body (`Content-Type: application/jsonl`) or multipart field `file`."""
     staged, name = await stage_upload(request, runtime, filename)
-    settings = runtime.settings
     stored = await run_in_threadpool(
         lambda: datasets.store_dataset(
             db=runtime.db, blobs=runtime.blobs, clock=runtime.clock, staged=staged,
-            filename=name, creator=f"key:{key.name}",
-            limits=ValidationLimits(max_reported=settings.max_reported_errors,
-                                    max_line_bytes=settings.max_line_bytes)))
+            filename=name, creator=f"key:{key.name}", limits=runtime.validation_limits))
     if not stored.created:
         response.status_code = 200
     return DatasetPublic.model_validate(stored.dataset)

@@ -27,8 +27,7 @@ def create_job(body: JobCreate, request: Request, runtime: RuntimeDep,
         creator=actor_for(key, request).name,
         idempotency_key=request.headers.get("idempotency-key"),
         default_channel=settings.slack_default_channel)
-    if runtime.scheduler is not None:
-        runtime.scheduler.wake_poll()
+    runtime.wake_poll()
     public = JobPublic.model_validate(created.job).model_dump()
     return JobCreated(**public, warnings=[w.as_dict() for w in created.warnings])
 
@@ -58,8 +57,7 @@ def cancel_job(job_id: str, request: Request, response: Response, runtime: Runti
                           actor=actor_for(key, request))
     if job.status == "cancelling":
         response.status_code = 202  # accepted: the backend confirms on the next poll
-        if runtime.scheduler is not None:
-            runtime.scheduler.wake_poll()
+        runtime.wake_poll()
     return JobPublic.model_validate(job)
 
 
@@ -69,8 +67,7 @@ def approve_job(job_id: str, request: Request, runtime: RuntimeDep,
     """Release a job held because its estimate is above the configured cost or GPU-time cap."""
     job = jobs.approve_job(db=runtime.db, clock=runtime.clock, job_id=job_id,
                            actor=actor_for(key, request))
-    if runtime.scheduler is not None:
-        runtime.scheduler.wake_poll()
+    runtime.wake_poll()
     return JobPublic.model_validate(job)
 
 

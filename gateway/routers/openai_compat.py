@@ -25,7 +25,6 @@ from gateway.dependencies import (
 from gateway.errors import status_for
 from gateway.routers.datasets import stage_upload
 from tunebridge import datasets, hyperparameters, jobs
-from tunebridge.datasets import ValidationLimits
 from tunebridge.errors import InvalidInput, TunebridgeError
 from tunebridge.jobs import JobRequest
 from tunebridge.runtime import Runtime
@@ -79,11 +78,9 @@ class FineTuningJobCreate(BaseModel):
 async def create_file(request: Request, runtime: RuntimeDep, key: DatasetWriteKey
                       ) -> dict[str, Any]:
     staged, name = await stage_upload(request, runtime, None)
-    settings = runtime.settings
     stored = await run_in_threadpool(lambda: datasets.store_dataset(
         db=runtime.db, blobs=runtime.blobs, clock=runtime.clock, staged=staged, filename=name,
-        creator=f"key:{key.name}", limits=ValidationLimits(
-            max_reported=settings.max_reported_errors, max_line_bytes=settings.max_line_bytes)))
+        creator=f"key:{key.name}", limits=runtime.validation_limits))
     return shapes.file_object(stored.dataset)
 
 
@@ -133,8 +130,7 @@ def create_fine_tuning_job(body: FineTuningJobCreate, request: Request, runtime:
             training_dataset_id=body.training_file, validation_dataset_id=body.validation_file,
             base_model=body.model, backend=backend, method=method, suffix=body.suffix,
             hyperparameters=_hyperparameters(body, method, backend)))
-    if runtime.scheduler is not None:
-        runtime.scheduler.wake_poll()
+    runtime.wake_poll()
     return shapes.job_object(created.job)
 
 
@@ -155,8 +151,7 @@ def cancel_fine_tuning_job(job_id: str, request: Request, runtime: RuntimeDep,
                            key: JobCancelKey) -> dict[str, Any]:
     job = jobs.cancel_job(db=runtime.db, clock=runtime.clock, job_id=job_id,
                           actor=actor_for(key, request))
-    if runtime.scheduler is not None:
-        runtime.scheduler.wake_poll()
+    runtime.wake_poll()
     return shapes.job_object(job)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from storage.tables import ApiKey
@@ -24,7 +25,7 @@ class ApiKeyRepository:
         return list(self.session.exec(select(ApiKey).order_by(col(ApiKey.created_at))))
 
     def count(self) -> int:
-        return len(list(self.session.exec(select(ApiKey.id))))
+        return int(self.session.exec(select(func.count()).select_from(ApiKey)).one())
 
     def save(self, key: ApiKey) -> None:
         self.session.add(key)
