@@ -3,6 +3,12 @@
 A row is marked `sending` (committed) before the notifier is called and `sent` after. A crash in
 between leaves `sending`; on the next drain the notifier is asked whether it already delivered
 that dedupe key, so the row is neither lost nor posted twice.
+
+Several replicas may drain one PostgreSQL outbox at once. Each claims a row with
+`FOR UPDATE SKIP LOCKED` and keeps it locked until the outcome is committed, so a row in flight
+is never taken for one left behind by a crash, and a claim made since ours (the attempt count
+moved) makes us step back. A channel whose row is in another replica's hands waits for the next
+round, which keeps each channel's rows in order across replicas.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import Any, Protocol
 
 from storage.database import Database
@@ -48,6 +56,18 @@ class Notifier(Protocol):
         ...
 
 
+class Outcome(Enum):
+    SENT = "sent"
+    DONE = "done"  # already delivered by another replica
+    HELD = "held"  # not now: in another replica's hands, or refused until later
+
+
+@dataclass(frozen=True)
+class Claim:
+    attempts: int  # the row's attempt count once claimed: a later claim by anyone changes it
+    was_sending: bool  # an earlier attempt may have reached the destination
+
+
 class OutboxSender:
     def __init__(self, *, db: Database, notifier: Notifier, clock: Clock,
                  batch: int = 100, max_backoff_s: float = 300.0) -> None:
@@ -58,16 +78,20 @@ class OutboxSender:
         self.max_backoff_s = max_backoff_s
 
     async def drain(self) -> int:
-        """Send what is due, oldest first; a failed channel waits so later rows keep order."""
+        """Send what is due, oldest first; a failed channel waits so later rows keep order.
+
+        A channel whose row another replica has in hand is left to that replica for this
+        round, for the same reason: its later rows must not overtake the one in flight."""
         rows = await asyncio.to_thread(self._due)
         blocked: set[str | None] = set()
         sent = 0
         for row in rows:
             if row.channel in blocked:
                 continue
-            if await self._deliver(row):
+            outcome = await self._deliver(row)
+            if outcome is Outcome.SENT:
                 sent += 1
-            else:
+            elif outcome is Outcome.HELD:
                 blocked.add(row.channel)
         return sent
 
@@ -88,48 +112,82 @@ class OutboxSender:
             due.append(row)
         return due
 
-    async def _deliver(self, row: Notification) -> bool:
+    async def _deliver(self, row: Notification) -> Outcome:
+        claim = await asyncio.to_thread(self._claim, row.id or 0)
+        if not isinstance(claim, Claim):
+            return claim
         outgoing = OutgoingNotification(
             dedupe_key=row.dedupe_key, job_id=row.job_id, channel=row.channel, kind=row.kind,
             payload=row.payload)
+        async with self._holding(row.id or 0, claim.attempts) as held:
+            if held is None:
+                return Outcome.HELD  # another replica claimed it after us: it is theirs now
+            try:
+                receipt = None
+                if claim.was_sending:
+                    receipt = await self.notifier.find_delivered(row.dedupe_key)
+                if receipt is None:
+                    receipt = await self.notifier.send(outgoing)
+            except DeliveryFailed as exc:
+                await asyncio.to_thread(self._retry_later, held, exc)
+                return Outcome.HELD
+            await asyncio.to_thread(self._sent, held, receipt)
+            return Outcome.SENT
+
+    def _claim(self, row_id: int) -> Claim | Outcome:
+        """Mark the row `sending` and count the attempt, committed before anything is sent:
+        a crash after this point leaves `sending`, and the next sender looks before posting."""
+        with self.db.session() as session:
+            repo = OutboxRepository(session)
+            row = repo.claim(row_id)
+            if row is None:
+                return Outcome.HELD
+            if row.state not in ("pending", "sending"):
+                return Outcome.DONE  # another replica delivered it since we read the queue
+            if row.next_attempt_at is not None and row.next_attempt_at > self.clock.now():
+                return Outcome.HELD  # another replica was refused since we read the queue
+            was_sending = row.state == "sending"
+            row.state = "sending"
+            row.attempts += 1
+            repo.save(row)
+            return Claim(attempts=row.attempts, was_sending=was_sending)
+
+    @asynccontextmanager
+    async def _holding(self, row_id: int, attempts: int
+                       ) -> AsyncIterator[tuple[OutboxRepository, Notification] | None]:
+        """The row locked for the whole delivery, in a transaction that records its outcome.
+
+        The lock is what keeps a second replica from treating an in-flight row as one left
+        behind by a crash; if this process dies, PostgreSQL drops the lock with the connection.
+        """
+        unit = self.db.session()
+        session = await asyncio.to_thread(unit.__enter__)
         try:
-            receipt = None
-            if row.state == "sending":
-                receipt = await self.notifier.find_delivered(row.dedupe_key)
-            if receipt is None:
-                await asyncio.to_thread(self._mark, row.id, "sending", None)
-                receipt = await self.notifier.send(outgoing)
-        except DeliveryFailed as exc:
-            await asyncio.to_thread(self._retry_later, row.id, exc)
-            return False
-        await asyncio.to_thread(self._mark, row.id, "sent", receipt)
-        return True
-
-    def _mark(self, row_id: int | None, state: str, receipt: dict[str, Any] | None) -> None:
-        with self.db.session() as session:
             repo = OutboxRepository(session)
-            row = repo.get(row_id or 0)
-            if row is None:
-                return
-            row.state = state
-            if state == "sending":
-                row.attempts += 1
-            else:
-                row.receipt = receipt
-                row.sent_at = self.clock.now()
-                row.last_error = None
-            repo.save(row)
+            row = await asyncio.to_thread(repo.claim, row_id, attempts=attempts)
+            yield (repo, row) if row is not None else None
+        except BaseException as exc:
+            if not await asyncio.to_thread(unit.__exit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await asyncio.to_thread(unit.__exit__, None, None, None)
 
-    def _retry_later(self, row_id: int | None, exc: DeliveryFailed) -> None:
-        with self.db.session() as session:
-            repo = OutboxRepository(session)
-            row = repo.get(row_id or 0)
-            if row is None:
-                return
-            backoff = min(self.max_backoff_s, 2 ** min(row.attempts, 8)) * (0.5 + random.random())
-            delay = exc.retry_after if exc.retry_after is not None else backoff
-            row.state = "pending"  # the destination said no: it did not deliver
-            row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
-            row.last_error = str(exc)[:500]
-            repo.save(row)
-        log.warning("notification %s delayed %.1fs: %s", row_id, delay, exc)
+    def _sent(self, held: tuple[OutboxRepository, Notification],
+              receipt: dict[str, Any] | None) -> None:
+        repo, row = held
+        row.state = "sent"
+        row.receipt = receipt
+        row.sent_at = self.clock.now()
+        row.last_error = None
+        repo.save(row)
+
+    def _retry_later(self, held: tuple[OutboxRepository, Notification],
+                     exc: DeliveryFailed) -> None:
+        repo, row = held
+        backoff = min(self.max_backoff_s, 2 ** min(row.attempts, 8)) * (0.5 + random.random())
+        delay = exc.retry_after if exc.retry_after is not None else backoff
+        row.state = "pending"  # the destination said no: it did not deliver
+        row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
+        row.last_error = str(exc)[:500]
+        repo.save(row)
+        log.warning("notification %s delayed %.1fs: %s", row.id, delay, exc)

@@ -1,12 +1,21 @@
-"""APScheduler 3.x inside `serve`: the poll tick and the outbox drain, never overlapping."""
+"""APScheduler 3.x inside `serve`: the poll tick and the outbox drain, never overlapping.
+
+Every replica runs this scheduler with its own in-memory job store; none is shared. On
+PostgreSQL each poll tick is guarded by an advisory lock (`storage.leadership`), so across all
+replicas at most one tick runs at a time and whoever's interval comes next leads; a replica that
+dies mid-tick frees the lock with its connection. The outbox drain runs on every replica: row
+claims in `tunebridge.outbox` keep each notification to one sender.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from storage.leadership import TickLock, tick_lock
 from tunebridge.outbox import OutboxSender
 from tunebridge.poller import Poller
 
@@ -18,9 +27,10 @@ OUTBOX_JOB = "outbox"
 
 class Scheduler:
     def __init__(self, *, poller: Poller, sender: OutboxSender, poll_interval_s: float,
-                 outbox_interval_s: float) -> None:
+                 outbox_interval_s: float, lock: TickLock | None = None) -> None:
         self._poller = poller
         self._sender = sender
+        self._lock = lock if lock is not None else tick_lock(poller.db.engine, POLL_JOB)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(self._poll, "interval", seconds=poll_interval_s, id=POLL_JOB,
                                 max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
@@ -29,10 +39,15 @@ class Scheduler:
                                 next_run_time=datetime.now(UTC))
 
     async def _poll(self) -> None:
+        if not await asyncio.to_thread(self._lock.acquire):
+            log.debug("poll tick skipped: another replica is polling")
+            return
         try:
             await self._poller.tick()
         except Exception:
             log.exception("poll tick failed")
+        finally:
+            await asyncio.to_thread(self._lock.release)
         self.wake_outbox()
 
     async def _drain(self) -> None:
@@ -47,6 +62,7 @@ class Scheduler:
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        self._lock.close()
 
     def wake_poll(self) -> None:
         """Run the poll tick now (e.g. after a cancel) instead of waiting for the interval."""

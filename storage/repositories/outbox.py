@@ -26,6 +26,23 @@ class OutboxRepository:
     def get(self, notification_id: int) -> Notification | None:
         return self.session.get(Notification, notification_id)
 
+    def claim(self, notification_id: int, *, attempts: int | None = None
+              ) -> Notification | None:
+        """Lock one row until this transaction ends, or None if another replica holds it.
+
+        `FOR UPDATE SKIP LOCKED` on PostgreSQL: replicas draining at once each take different
+        rows and never wait on each other. `attempts` additionally requires that nobody claimed
+        the row since this sender did. SQLite ignores the lock clause: there one process drains.
+        """
+        statement = (
+            select(Notification)
+            .where(Notification.id == notification_id)
+            .with_for_update(skip_locked=True)
+        )
+        if attempts is not None:
+            statement = statement.where(Notification.attempts == attempts)
+        return self.session.exec(statement).first()
+
     def unfinished(self, *, limit: int) -> list[Notification]:
         """Pending and in-flight rows, oldest first: delivery order is insertion order."""
         statement = (
