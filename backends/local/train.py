@@ -97,6 +97,7 @@ def finish(ctx: Context, trainer: Any, stream: Any, train: data.Prepared) -> Run
         best_eval_loss=state.best_metric, best_step=_best_step(state),
         last_metrics=state.log_history[-2:] if state.log_history else [],
     )
+    ctx.result.update(_peak_memory())
     if stream.failure:
         ctx.result["failure"] = stream.failure
         return RunState.FAILED
@@ -111,6 +112,16 @@ def finish(ctx: Context, trainer: Any, stream: Any, train: data.Prepared) -> Run
                       f"eval_loss {state.best_metric} at step {_best_step(state)}")
     post_training(ctx, trainer, train)
     return RunState.SUCCEEDED
+
+
+def _peak_memory() -> dict[str, int]:
+    """Peak GPU memory of the run, so people can size the next job's GPU (none on CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_vram_allocated_bytes": int(torch.cuda.max_memory_allocated()),
+            "peak_vram_reserved_bytes": int(torch.cuda.max_memory_reserved())}
 
 
 def _best_step(state: Any) -> int | None:
