@@ -54,7 +54,8 @@ def build_model(shape: str, tokenizer_dir: Path, out: Path) -> Path:
 
 def write_dataset(path: Path, examples: int) -> Path:
     """Chat rows whose answers are far longer than any sequence length we bench."""
-    words = "the adapter learns a short answer style from careful examples and keeps it".split()
+    words = ["the", "adapter", "learns", "a", "short", "answer", "style", "from", "careful",
+             "examples", "and", "keeps", "it"]
     with path.open("w") as fh:
         for i in range(examples):
             answer = " ".join(words[(i + j) % len(words)] for j in range(1200))
