@@ -7,18 +7,22 @@ credential; a replay returns the stored response byte for byte.
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import error_response
-from storage.database import Database
+from storage.database import Database, DatabaseUnavailable
 from tunebridge import idempotency
 from tunebridge.clock import Clock
-from tunebridge.errors import PayloadTooLarge, TunebridgeError
+from tunebridge.errors import PayloadTooLarge, TunebridgeError, Unavailable
 from tunebridge.idempotency import Reservation, StoredResponse
+
+log = logging.getLogger(__name__)
 
 # Answers a retry could change: don't pin them to the key.
 _NOT_STORED = {401, 403, 408, 429}
@@ -32,6 +36,9 @@ class IdempotencyMiddleware:
         self.db = db
         self.clock = clock
         self.ttl_s = ttl_s
+        # Releases and completions the database refused during an outage, retried before the
+        # next claim: otherwise a blip would leave the key "in progress" until its TTL.
+        self._unsettled: list[Callable[[], None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -45,12 +52,16 @@ class IdempotencyMiddleware:
         credential = hashlib.sha256(headers.get("authorization", "").encode()).hexdigest()[:32]
         try:
             request_hash, receive = await self._hash_body(scope, receive)
+            await run_in_threadpool(self._settle_deferred)
             claim = await run_in_threadpool(
                 lambda: idempotency.reserve(
                     db=self.db, clock=self.clock, scope=credential, key=key,
                     request_hash=request_hash, ttl_s=self.ttl_s))
         except TunebridgeError as exc:
             await error_response(exc)(scope, receive, send)
+            return
+        except DatabaseUnavailable:
+            await error_response(Unavailable())(scope, receive, send)
             return
         if isinstance(claim, StoredResponse):
             await self._replay(claim, send)
@@ -121,19 +132,35 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, storing_send)
         finally:
             if not finished:
-                await run_in_threadpool(
-                    lambda: idempotency.release(db=self.db, reservation=claim))
+                await self._write(lambda: idempotency.release(db=self.db, reservation=claim))
+
+    async def _write(self, action: Callable[[], None]) -> None:
+        """Record a claim's outcome; while the database is down, keep it for later."""
+        try:
+            await run_in_threadpool(action)
+        except DatabaseUnavailable:
+            log.warning("database unavailable: idempotency outcome deferred")
+            self._unsettled.append(action)
+
+    def _settle_deferred(self) -> None:
+        pending, self._unsettled = self._unsettled, []
+        for index, action in enumerate(pending):
+            try:
+                action()
+            except DatabaseUnavailable:
+                self._unsettled = pending[index:] + self._unsettled
+                raise
 
     async def _settle(self, claim: Reservation, messages: list[Message]) -> None:
         start = messages[0]
         status = int(start["status"])
         if status >= 500 or status in _NOT_STORED:
-            await run_in_threadpool(lambda: idempotency.release(db=self.db, reservation=claim))
+            await self._write(lambda: idempotency.release(db=self.db, reservation=claim))
             return
         headers = {k.decode(): v.decode() for k, v in start.get("headers", [])
                    if k.lower() in (b"content-type", b"location")}
         body = b"".join(m.get("body", b"") for m in messages[1:])
         stored = StoredResponse(status_code=status, body=body.decode(errors="replace"),
                                 headers=headers)
-        await run_in_threadpool(
+        await self._write(
             lambda: idempotency.complete(db=self.db, reservation=claim, response=stored))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.gate import Gate
 from tests.fakes.openai_http import Fault, RecordedRequest, Server, handler_for, multipart_fields
 from tests.fakes.openai_jobs import OpenAIWorld
 from tests.fakes.openai_world import ApiError
@@ -106,6 +107,13 @@ class FakeOpenAI:
         answered: the world changes between two requests of one client operation."""
         with self._lock:
             self.hooks.append((method, re.compile(path_pattern), action))
+
+    def hold_next(self, method: str, path_pattern: str) -> Gate:
+        """Handle the next matching request, then hold its answer until the test opens the
+        returned gate (a provider that acted but has not answered yet)."""
+        gate = Gate()
+        self.after_next(method, path_pattern, gate.block)
+        return gate
 
     def run_hooks(self, request: RecordedRequest) -> None:
         with self._lock:

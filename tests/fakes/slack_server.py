@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.gate import Gate
 from tests.fakes.slack_world import SlackError, SlackWorld
 
 BOT_TOKEN = "xoxb-fake-test-token"
@@ -49,6 +50,7 @@ class FakeSlack:
         self.faults: list[Fault] = []
         self.latency_s = 0.0
         self.down = False  # drop every connection unanswered, like an unreachable Slack
+        self.holds: dict[str, Gate] = {}  # method -> gate for its next call (see hold_next)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -76,6 +78,14 @@ class FakeSlack:
              processed: bool = False) -> None:
         with self._lock:
             self.faults.extend(Fault(method, status, retry_after, processed) for _ in range(times))
+
+    def hold_next(self, method: str) -> Gate:
+        """Do the next call of `method` (e.g. post the message), then hold the answer until
+        the test opens the returned gate."""
+        gate = Gate()
+        with self._lock:
+            self.holds[method] = gate
+        return gate
 
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
@@ -116,6 +126,10 @@ class FakeSlack:
             body = {"ok": False, "error": exc.code}
         if fault is not None:
             return fault.status, {"ok": False, "error": "internal_error"}, {}
+        with self._lock:
+            gate = self.holds.pop(method, None)
+        if gate is not None:
+            gate.block()
         return 200, body, {}
 
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
