@@ -22,6 +22,17 @@ class JobBase(BaseModel):
     suffix: str | None = Field(default=None, max_length=64)
 
 
+class GeneralMixCreate(BaseModel):
+    """Forgetting guard: add round(fraction x task examples) examples of a general dataset
+    (a dataset id, or `builtin:general` for the sample shipped with tunebridge)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=40)
+    fraction: float = Field(default=0.2, gt=0, le=1)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+
 class JobCreate(JobBase):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,6 +40,7 @@ class JobCreate(JobBase):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     notify: NotifyTarget | None = None
+    general_mix: GeneralMixCreate | None = None
 
 
 class JobPublic(JobBase):

@@ -39,6 +39,10 @@ def start(
     hp: Annotated[list[str], typer.Option("--hp", help="Hyperparameter k=v; repeat.")] = [],  # noqa: B006
     opt: Annotated[list[str], typer.Option("--opt", help="Job option k=v; repeat.")] = [],  # noqa: B006
     channel: Annotated[str | None, typer.Option(help="Slack channel to notify.")] = None,
+    general_mix: Annotated[str | None, typer.Option(
+        "--general-mix", help="Forgetting guard: DATASET_ID[:FRACTION] (default 0.2 of the "
+        "task set; builtin:general is the bundled sample).")] = None,
+    mix_seed: Annotated[int, typer.Option("--mix-seed", help="Seed of the general mix.")] = 0,
     api_url: ApiUrl = None, api_key: ApiKeyOpt = None, as_json: AsJson = False,
 ) -> None:
     """Create a job; hyperparameters default to the seed's table."""
@@ -51,6 +55,8 @@ def start(
         body["validation_dataset_id"] = validation
     if channel:
         body["notify"] = {"slack_channel": channel}
+    if general_mix:
+        body["general_mix"] = parse_general_mix(general_mix) | {"seed": mix_seed}
     job = _call(lambda: client_from_options(api_url, api_key).post("/api/jobs", body))
     if as_json:
         print_json(job)
@@ -58,6 +64,21 @@ def start(
     typer.echo(job["id"])
     for warning in job.get("warnings", []):
         err.print(f"[yellow]warning[/]: {warning['message']}")
+
+
+def parse_general_mix(value: str) -> dict[str, Any]:
+    """`ds_x`, `ds_x:0.3`, `builtin:general` or `builtin:general:0.3`: a trailing number after
+    the last colon is the fraction (ids themselves may contain colons)."""
+    head, sep, tail = value.rpartition(":")
+    try:
+        fraction = float(tail) if sep else None
+    except ValueError:
+        fraction = None
+    if fraction is None:
+        return {"dataset_id": value}
+    if not head:
+        fail(f"--general-mix needs a dataset id, got {value!r}")
+    return {"dataset_id": head, "fraction": fraction}
 
 
 def _parse_pairs(pairs: list[str]) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -11,8 +14,9 @@ from storage.database import Database
 from storage.repositories.datasets import DatasetRepository
 from storage.tables import Dataset
 from tunebridge.clock import Clock, new_id
-from tunebridge.errors import InvalidInput, NotFound
-from tunebridge.validation import validate_file
+from tunebridge.errors import InvalidInput, NotFound, Problem
+from tunebridge.mixing import BUILTIN_GENERAL, GeneralMix, builtin_general_path, mixed_chunks
+from tunebridge.validation import CHAT, validate_file
 
 
 @dataclass(frozen=True)
@@ -87,3 +91,53 @@ def get_dataset(*, db: Database, dataset_id: str) -> Dataset:
     if dataset is None:
         raise NotFound("dataset", dataset_id)
     return dataset
+
+
+@dataclass(frozen=True)
+class MixedDataset:
+    """The dataset a job trains on after its forgetting guard, and what went into it."""
+
+    dataset: Dataset
+    created: bool
+    details: dict[str, Any]  # task/general dataset ids and example counts, for the job record
+
+
+def _general_source(db: Database, mix: GeneralMix, task: Dataset) -> tuple[Path, str]:
+    """The general file and its format: the bundled sample (chat) or a stored dataset."""
+    if mix.dataset_id == BUILTIN_GENERAL:
+        path, fmt = builtin_general_path(), CHAT
+    else:
+        general = get_dataset(db=db, dataset_id=mix.dataset_id)
+        path, fmt = Path(general.blob_path), general.format
+    if fmt != task.format:
+        raise InvalidInput(
+            "general_mix_format_mismatch",
+            f"General dataset {mix.dataset_id} is {fmt} but the training set is {task.format}; "
+            "only examples of the same format can be mixed.",
+            [Problem("general_mix_format_mismatch", "Mix data of the training set's format.",
+                     field="general_mix.dataset_id")])
+    return path, fmt
+
+
+def mix_general_dataset(
+    *, db: Database, blobs: BlobStore, clock: Clock, task: Dataset, mix: GeneralMix,
+    creator: str, limits: ValidationLimits,
+) -> MixedDataset:
+    """Build task + round(fraction x task) general examples, streamed into the blob store and
+    validated as an upload; the same inputs and seed give the same dataset (same sha256)."""
+    general_path, _ = _general_source(db, mix, task)
+    result, chunks = mixed_chunks(Path(task.blob_path), general_path,
+                                  count=mix.count(task.num_examples), seed=mix.seed)
+    staged = blobs.stage(chunks, max_bytes=sys.maxsize)
+    stored = store_dataset(
+        db=db, blobs=blobs, clock=clock, staged=staged, creator=creator, limits=limits,
+        filename=f"{task.id}+{mix.dataset_id.replace(':', '-')}-{mix.fraction:g}-"
+                 f"seed{mix.seed}.jsonl")
+    details = {
+        "task_dataset_id": task.id, "general_dataset_id": mix.dataset_id,
+        "mixed_dataset_id": stored.dataset.id, "fraction": mix.fraction, "seed": mix.seed,
+        "task_examples": result.task_examples, "general_examples": result.general_examples,
+        "general_available": result.general_available, "general_passes": result.general_passes,
+        "sha256": stored.dataset.sha256,
+    }
+    return MixedDataset(dataset=stored.dataset, created=stored.created, details=details)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from backends.registry import BackendRegistry
+from storage.blobs import BlobStore
 from storage.database import Database
 from storage.repositories.audit import AuditRepository
 from storage.repositories.datasets import DatasetRepository
@@ -17,11 +18,12 @@ from storage.repositories.events import JobEventRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
 from storage.tables import AuditLog, Dataset, Job, JobEvent, MetricPoint
-from tunebridge import hyperparameters, validation
+from tunebridge import datasets, hyperparameters, validation
 from tunebridge.assessment import JobPolicy, assess
 from tunebridge.clock import Clock, new_id
 from tunebridge.errors import Conflict, InvalidInput, NotFound, Problem
 from tunebridge.lifecycle import apply_transition, record_creation
+from tunebridge.mixing import GeneralMix
 from tunebridge.status import JobStatus
 
 METHOD_FORMATS = {
@@ -41,6 +43,7 @@ class JobRequest:
     options: dict[str, Any] = field(default_factory=dict)
     suffix: str | None = None
     notify_channel: str | None = None
+    general_mix: GeneralMix | None = None  # forgetting guard: train on task + general data
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,40 @@ def _datasets(db: Database, request: JobRequest) -> tuple[Dataset, Dataset | Non
     return training, validation
 
 
+def _mixed(db: Database, blobs: BlobStore | None, clock: Clock, request: JobRequest,
+           training: Dataset, creator: str) -> tuple[Dataset, dict[str, Any] | None]:
+    """The dataset to train on: the training set, or its mix with general data (stored as a
+    dataset of its own, so the job record points at exactly what was trained)."""
+    mix = request.general_mix
+    if mix is None and "general_mix" in request.options:  # the same request, as a job option
+        try:
+            mix = GeneralMix.from_value(request.options["general_mix"])
+        except ValueError as exc:
+            raise InvalidInput("invalid_general_mix", f"{exc}.", [Problem(
+                "invalid_general_mix", f"{exc}.", field="options.general_mix")]) from None
+    if mix is None:
+        return training, None
+    if blobs is None:
+        raise InvalidInput("general_mix_unavailable", "This entry point cannot mix datasets.")
+    mixed = datasets.mix_general_dataset(
+        db=db, blobs=blobs, clock=clock, task=training, mix=mix, creator=creator,
+        limits=datasets.ValidationLimits())
+    return mixed.dataset, mixed.details
+
+
 def create_job(
     *, db: Database, registry: BackendRegistry, clock: Clock, policy: JobPolicy,
     request: JobRequest, creator: str, idempotency_key: str | None = None,
-    default_channel: str | None = None,
+    default_channel: str | None = None, blobs: BlobStore | None = None,
 ) -> CreatedJob:
     """Check everything a user can fix before anything is stored; then queue the job, or park
-    it awaiting approval when its estimate is over a configured cap."""
+    it awaiting approval when its estimate is over a configured cap. With `general_mix`, the
+    job trains on a stored mix of its training set and general data (needs `blobs`)."""
     _check_request(request, registry)
     resolved = hyperparameters.resolve(
         method=request.method, backend=request.backend, given=request.hyperparameters)
     training, validation = _datasets(db, request)
+    training, mix = _mixed(db, blobs, clock, request, training, creator)
     assessment = assess(
         policy=policy, backend=request.backend, base_model=request.base_model,
         epochs=int(resolved.values.get("n_epochs", 1)), training=Path(training.blob_path),
@@ -119,7 +145,8 @@ def create_job(
             id=new_id("job"), backend=request.backend, base_model=request.base_model,
             method=request.method, status=status, training_dataset_id=training.id,
             validation_dataset_id=validation.id if validation else None,
-            hyperparameters=resolved.values, options=dict(request.options),
+            hyperparameters=resolved.values,
+            options=dict(request.options) | ({"general_mix": mix} if mix else {}),
             suffix=request.suffix, creator=creator, estimate=assessment.estimate,
             slack_channel=request.notify_channel or default_channel,
             idempotency_key=idempotency_key, created_at=now, updated_at=now,
@@ -127,10 +154,19 @@ def create_job(
         record_creation(session, job, now=now, actor=creator,
                         reasons=list(assessment.approval_reasons))
         events = JobEventRepository(session)
+        if mix:
+            events.add(JobEvent(job_id=job.id, kind="dataset", level="info", data=mix,
+                                created_at=now, message=_mix_message(mix)))
         for warning in warnings:
             events.add(JobEvent(job_id=job.id, kind="lint", level="warning",
                                 message=warning.message, data=warning.as_dict(), created_at=now))
     return CreatedJob(job=job, warnings=warnings)
+
+
+def _mix_message(mix: dict[str, Any]) -> str:
+    return (f"Training on {mix['mixed_dataset_id']}: {mix['task_examples']} examples of "
+            f"{mix['task_dataset_id']} mixed with {mix['general_examples']} general examples of "
+            f"{mix['general_dataset_id']} (fraction {mix['fraction']:g}, seed {mix['seed']}).")
 
 
 def approve_job(*, db: Database, clock: Clock, job_id: str, actor: Actor) -> Job:

@@ -8,6 +8,7 @@ from gateway.dependencies import AdminKey, JobCancelKey, JobWriteKey, ReadKey, R
 from gateway.schemas import EventPublic, JobCreate, JobCreated, JobPublic, MetricPublic, Page
 from tunebridge import jobs
 from tunebridge.jobs import JobRequest
+from tunebridge.mixing import GeneralMix
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -23,10 +24,11 @@ def create_job(body: JobCreate, request: Request, runtime: RuntimeDep,
             validation_dataset_id=body.validation_dataset_id, base_model=body.base_model,
             backend=body.backend or settings.default_backend, method=body.method,
             hyperparameters=body.hyperparameters, options=body.options, suffix=body.suffix,
-            notify_channel=body.notify.slack_channel if body.notify else None),
+            notify_channel=body.notify.slack_channel if body.notify else None,
+            general_mix=GeneralMix(**body.general_mix.model_dump()) if body.general_mix else None),
         creator=actor_for(key, request).name,
         idempotency_key=request.headers.get("idempotency-key"),
-        default_channel=settings.slack_default_channel)
+        default_channel=settings.slack_default_channel, blobs=runtime.blobs)
     runtime.wake_poll()
     public = JobPublic.model_validate(created.job).model_dump()
     return JobCreated(**public, warnings=[w.as_dict() for w in created.warnings])
