@@ -32,6 +32,7 @@ epochs=3 lr=2e-4 batch=4 r=16 alpha=16 dropout=0.05 early_stopping=3 validation=
 • `/finetune status [job]` — the job's card (default: your latest job)
 • `/finetune list [mine|running|all]`
 • `/finetune cancel <job>` — creator, on-call and admins only
+• `/finetune approve <job>` — release a job held by a cost or GPU-time cap (on-call and admins)
 • `/finetune subscribe [backend]` / `/finetune unsubscribe [backend]` — this channel follows \
 all jobs, or one backend's
 • `/finetune help`"""
@@ -64,6 +65,11 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Approve:
+    job_id: str
+
+
+@dataclass(frozen=True)
 class Subscribe:
     backend: str | None = None
 
@@ -78,7 +84,7 @@ class Help:
     error: str | None = None
 
 
-Command = Start | Status | ListJobs | Cancel | Subscribe | Unsubscribe | Help
+Command = Start | Status | ListJobs | Cancel | Approve | Subscribe | Unsubscribe | Help
 
 _SLACK_LINK = re.compile(r"^<([^|>]+)(?:\|[^>]*)?>$")
 _JOB_ID = re.compile(r"^job_[A-Za-z0-9]+$")
@@ -152,6 +158,12 @@ def _cancel(words: list[str]) -> Command:
     return Cancel(job_id=words[0])
 
 
+def _approve(words: list[str]) -> Command:
+    if len(words) != 1 or not _JOB_ID.match(words[0]):
+        return Help(error="`approve` needs one job id, like `job_0193f2c4a1b2...`.")
+    return Approve(job_id=words[0])
+
+
 def _subscription(kind: type[Subscribe] | type[Unsubscribe]) -> Any:
     def parse_backend(words: list[str]) -> Command:
         if len(words) > 1:
@@ -163,6 +175,6 @@ def _subscription(kind: type[Subscribe] | type[Unsubscribe]) -> Any:
 
 _VERBS: dict[str, Any] = {
     "start": _start, "new": _start, "status": _status, "list": _list, "ls": _list,
-    "cancel": _cancel, "stop": _cancel, "subscribe": _subscription(Subscribe),
+    "cancel": _cancel, "stop": _cancel, "approve": _approve, "subscribe": _subscription(Subscribe),
     "unsubscribe": _subscription(Unsubscribe),
 }

@@ -79,6 +79,14 @@ class BotContext:
         self.wake_poller()
         return job
 
+    def approve(self, job_id: str, caller: Caller) -> Job:
+        """On-call or admin only: a cost cap asks for someone other than the creator."""
+        job = access.approve_as(db=self.runtime.db, clock=self.runtime.clock, job_id=job_id,
+                                actor=caller.actor(),
+                                grants=lambda: self.oncall.grants(caller.user))
+        self.wake_poller()
+        return job
+
     def start_job(self, command: Start, caller: Caller) -> CreatedJob:
         if not command.source:
             raise InvalidInput("missing_dataset", "Which data? Attach a JSONL file or give a "

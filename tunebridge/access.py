@@ -1,4 +1,6 @@
-"""Who may cancel a job: its creator, on-call, admins. Every refusal is audited like a cancel.
+"""Who may cancel a job (its creator, on-call, admins) or approve one held by a cost cap (on-call
+and admins: a cap is a second pair of eyes, so the creator alone cannot release it). Every
+refusal is audited like the action it refused.
 
 The chat side says whether the caller is on-call or an admin (it owns those directories); the
 rule and the audit trail live here, so HTTP, Slack and the CLI cannot drift apart.
@@ -14,7 +16,7 @@ from storage.repositories.audit import AuditRepository
 from storage.tables import AuditLog, Job
 from tunebridge.clock import Clock
 from tunebridge.errors import TunebridgeError
-from tunebridge.jobs import Actor, cancel_job, get_job
+from tunebridge.jobs import Actor, approve_job, cancel_job, get_job
 
 
 class NotAllowed(TunebridgeError):
@@ -22,6 +24,14 @@ class NotAllowed(TunebridgeError):
         super().__init__(
             "cancel_not_allowed",
             f"Only the creator of {job_id}, on-call or an admin can cancel it.",
+            details={"job_id": job_id})
+
+
+class ApprovalNotAllowed(TunebridgeError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            "approve_not_allowed",
+            f"Only on-call or an admin can approve {job_id}: its estimate is over a cap.",
             details={"job_id": job_id})
 
 
@@ -41,10 +51,25 @@ def cancel_as(*, db: Database, clock: Clock, job_id: str, actor: Actor,
     if job.creator != actor.name:
         granted = grants()
         if not (granted.admin or granted.oncall):
-            with db.session() as session:
-                AuditRepository(session).add(AuditLog(
-                    actor=actor.name, action="cancel", job_id=job_id, source=actor.source,
-                    remote=actor.remote, created_at=clock.now(),
-                    detail={"outcome": "refused", "code": "cancel_not_allowed"}))
-            raise NotAllowed(job_id)
+            _refused(db, clock, actor, job_id, "cancel", NotAllowed(job_id))
     return cancel_job(db=db, clock=clock, job_id=job_id, actor=actor)
+
+
+def approve_as(*, db: Database, clock: Clock, job_id: str, actor: Actor,
+               grants: Callable[[], Grants]) -> Job:
+    """Approve if `grants()` says on-call/admin; else audit the refusal and raise."""
+    get_job(db=db, job_id=job_id)  # an unknown job is a 404, not a refusal
+    granted = grants()
+    if not (granted.admin or granted.oncall):
+        _refused(db, clock, actor, job_id, "approve", ApprovalNotAllowed(job_id))
+    return approve_job(db=db, clock=clock, job_id=job_id, actor=actor)
+
+
+def _refused(db: Database, clock: Clock, actor: Actor, job_id: str, action: str,
+             error: TunebridgeError) -> None:
+    with db.session() as session:
+        AuditRepository(session).add(AuditLog(
+            actor=actor.name, action=action, job_id=job_id, source=actor.source,
+            remote=actor.remote, created_at=clock.now(),
+            detail={"outcome": "refused", "code": error.code}))
+    raise error

@@ -21,6 +21,7 @@ from tunebridge.status import JobStatus
 
 CANCEL_ACTION = "cancel_job"
 DETAILS_ACTION = "job_details"
+APPROVE_ACTION = "approve_job"
 STATUS_EMOJI = {
     "validating": ":mag:", "awaiting_approval": ":raised_hand:",
     "queued": ":hourglass_flowing_sand:", "running": ":arrows_counterclockwise:",
@@ -117,4 +118,13 @@ def actions(job: Job) -> dict[str, Any]:
                                    "This cannot be undone.", 300), 300),
                 "confirm": plain("Cancel job", 30), "deny": plain("Keep running", 30),
                 "style": "danger"}})
+    if job.status == JobStatus.AWAITING_APPROVAL:
+        buttons.insert(0, {
+            "type": "button", "action_id": APPROVE_ACTION, "value": job.id, "style": "primary",
+            "text": plain("Approve", BUTTON_TEXT),
+            "confirm": {
+                "title": plain("Approve this job?", 100),
+                "text": plain(clip(f"{job.id} is over a cost or GPU-time cap: "
+                                   f"{estimate_text(job.estimate)}", 300), 300),
+                "confirm": plain("Approve", 30), "deny": plain("Not yet", 30)}})
     return {"type": "actions", "block_id": f"job:{job.id}", "elements": buttons}

@@ -1,4 +1,4 @@
-"""Buttons: Cancel and Details on the card, backend/method pickers inside the start form."""
+"""Card buttons (Approve, Cancel, Details) and the backend/method pickers in the start form."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from slack_bolt import Ack, App
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
-from bot.blocks.card import CANCEL_ACTION, DETAILS_ACTION
+from bot.blocks.card import APPROVE_ACTION, CANCEL_ACTION, DETAILS_ACTION
 from bot.blocks.modal import BACKEND_ACTION, METHOD_ACTION, choices, details_modal, start_modal
 from bot.blocks.text import user_ref
 from bot.context import BotContext, Caller, answering
@@ -35,6 +35,13 @@ def register(app: App, ctx: BotContext) -> None:
             respond(text=f"{user_ref(caller.creator)} asked to cancel {job.id}: it is "
                     f"{job.status}.", response_type="ephemeral", replace_original=False)
 
+    def approve_clicked(body: dict[str, Any], respond: Respond) -> None:
+        caller = _caller(body)
+        with answering(respond):
+            job = ctx.approve(_value(body), caller)
+            respond(text=f"{user_ref(caller.creator)} approved {job.id}: it is {job.status}.",
+                    response_type="in_channel", replace_original=False)
+
     def open_details(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
                      ) -> None:
         """Runs inline, not lazily: views.open needs the click's trigger_id within 3 s."""
@@ -57,6 +64,7 @@ def register(app: App, ctx: BotContext) -> None:
             base_model=model, metadata=view.get("private_metadata") or "{}"))
 
     app.action(CANCEL_ACTION)(ack=ack_action, lazy=[cancel_clicked])
+    app.action(APPROVE_ACTION)(ack=ack_action, lazy=[approve_clicked])
     app.action(DETAILS_ACTION)(open_details)
     app.action(BACKEND_ACTION)(ack=ack_action, lazy=[form_choice_changed])
     app.action(METHOD_ACTION)(ack=ack_action, lazy=[form_choice_changed])

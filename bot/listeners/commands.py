@@ -16,6 +16,7 @@ from bot.blocks.messages import created_message, help_message, job_list
 from bot.blocks.modal import start_modal
 from bot.blocks.text import escape
 from bot.commands import (
+    Approve,
     Cancel,
     Help,
     ListJobs,
@@ -115,6 +116,13 @@ def _cancel(ctx: BotContext, command: Cancel, caller: Caller, body: dict[str, An
     respond(text=f"Cancel of {job.id} requested: it is {job.status}.", response_type="ephemeral")
 
 
+def _approve(ctx: BotContext, command: Approve, caller: Caller, body: dict[str, Any],
+             client: WebClient, respond: Respond) -> None:
+    job = ctx.approve(command.job_id, caller)
+    respond(text=f"<@{caller.user}> approved {job.id}: it is {job.status}.",
+            response_type="in_channel")
+
+
 def _subscribe(ctx: BotContext, command: Subscribe, caller: Caller, body: dict[str, Any],
                client: WebClient, respond: Respond) -> None:
     runtime = ctx.runtime
@@ -137,6 +145,6 @@ def _unsubscribe(ctx: BotContext, command: Unsubscribe, caller: Caller, body: di
 
 
 HANDLERS: dict[type, Handler] = {
-    Start: _start, Status: _status, ListJobs: _list, Cancel: _cancel, Subscribe: _subscribe,
-    Unsubscribe: _unsubscribe,
+    Start: _start, Status: _status, ListJobs: _list, Cancel: _cancel, Approve: _approve,
+    Subscribe: _subscribe, Unsubscribe: _unsubscribe,
 }

@@ -11,7 +11,17 @@ import pytest
 from bot.blocks.card import card, progress_bar
 from bot.blocks.messages import error_message, reply
 from bot.blocks.modal import parse_submission, start_modal
-from bot.commands import Cancel, Help, ListJobs, Start, Status, Subscribe, Unsubscribe, parse
+from bot.commands import (
+    Approve,
+    Cancel,
+    Help,
+    ListJobs,
+    Start,
+    Status,
+    Subscribe,
+    Unsubscribe,
+    parse,
+)
 from storage.tables import Job, MetricPoint
 from tests.slack.support import form_values
 from tunebridge.errors import InvalidInput, Problem
@@ -30,7 +40,8 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
                                                          validation="ds_v")),
     ("status", Status()), ("status job_1a", Status("job_1a")),
     ("list", ListJobs("mine")), ("list running", ListJobs("running")),
-    ("cancel job_1a", Cancel("job_1a")), ("subscribe", Subscribe()),
+    ("cancel job_1a", Cancel("job_1a")), ("approve job_9z", Approve("job_9z")),
+    ("subscribe", Subscribe()),
     ("unsubscribe openai", Unsubscribe("openai")),
 ])
 def test_commands_parse(text: str, expected: object) -> None:
@@ -38,7 +49,8 @@ def test_commands_parse(text: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize("text", ["start a b", "start =3", "cancel", "cancel x y",
-                                  "list forever", 'start "oops', "launch", "status a b"])
+                                  "list forever", 'start "oops', "launch", "status a b",
+                                  "approve", "approve ds_1"])
 def test_bad_input_becomes_help_with_a_reason(text: str) -> None:
     command = parse(text)
     assert isinstance(command, Help) and command.error
