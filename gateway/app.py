@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from gateway import errors
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.routers import datasets, health, health_analysis, jobs, openai_compat
+from gateway.routers.webhooks import router as webhooks_router
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 from storage.repositories.jobs import JobRepository
 from tunebridge.runtime import Runtime, attach_scheduler, build_runtime
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in (health.router, datasets.router, jobs.router, health_analysis.router,
                    openai_compat.router):
         app.include_router(router)
+    app.include_router(webhooks_router)  # POST /webhooks/openai (signed; off without a secret)
     app.add_middleware(IdempotencyMiddleware, db=runtime.db, clock=runtime.clock,
                        ttl_s=settings.idempotency_ttl_s,
                        max_body_bytes=settings.max_upload_bytes + (1 << 20))

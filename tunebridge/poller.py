@@ -67,6 +67,7 @@ class Poller:
         self.registry = registry
         self.clock = clock
         self.settings = settings
+        self._in_flight: set[str] = set()  # job ids being polled now (tick or poll_now)
 
     async def tick(self) -> int:
         """Poll every due active job once, at most `concurrency` at a time; returns the count."""
@@ -88,7 +89,36 @@ class Poller:
             return JobRepository(session).due_for_poll(
                 statuses=ACTIVE, now=self.clock.now(), limit=self.settings.batch)
 
+    async def poll_now(self, job_id: str) -> bool:
+        """Poll one active job at once (a provider's webhook says it changed), not at its turn.
+
+        A poll of the same job already in flight is waited for and then followed by this one,
+        so news that arrived while it ran is not missed; False when there is nothing to poll.
+        """
+        while job_id in self._in_flight:
+            await asyncio.sleep(0.05)
+        job = await asyncio.to_thread(self._active_job, job_id)
+        if job is None:
+            return False
+        await self.poll_job(job)
+        return True
+
+    def _active_job(self, job_id: str) -> Job | None:
+        with self.db.session() as session:
+            job = JobRepository(session).get(job_id)
+        return job if job is not None and job.status in ACTIVE else None
+
     async def poll_job(self, job: Job) -> None:
+        """One job's poll; never two of the same job at once (their cursors would race)."""
+        if job.id in self._in_flight:
+            return
+        self._in_flight.add(job.id)
+        try:
+            await self._poll_job(job)
+        finally:
+            self._in_flight.discard(job.id)
+
+    async def _poll_job(self, job: Job) -> None:
         try:
             backend = self.registry.get(job.backend)
         except UnknownBackend:

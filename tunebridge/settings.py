@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     default_backend: str = "local"
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    openai_webhook_secret: SecretStr | None = Field(
+        default=None, description="Enables POST /webhooks/openai; whsec_... as OpenAI shows it.")
     openai_compat_models: dict[str, str] = Field(
         default_factory=dict, description="/v1 model name -> backend; gpt-* go to openai")
     local_executor: str = "subprocess"

@@ -24,6 +24,11 @@ class JobRepository:
             statement = statement.with_for_update()
         return self.session.exec(statement).first()
 
+    def by_external_id(self, backend: str, external_id: str) -> Job | None:
+        """The job a provider knows as `external_id` (webhooks name jobs by their id)."""
+        statement = select(Job).where(Job.backend == backend, Job.external_id == external_id)
+        return self.session.exec(statement).first()
+
     def page(
         self,
         *,
