@@ -56,6 +56,20 @@ class PayloadTooLarge(TunebridgeError):
         )
 
 
+class DecompressionRefused(PayloadTooLarge):
+    """A compressed upload that expands too far: most likely a decompression bomb."""
+
+    def __init__(self, max_ratio: float, compressed: int, decompressed: int) -> None:
+        TunebridgeError.__init__(
+            self, "decompression_bomb",
+            f"The gzip upload expands more than {max_ratio:g}x ({compressed} compressed bytes "
+            f"had already become {decompressed}); it was refused as a likely decompression "
+            "bomb and nothing was stored. Upload it uncompressed, or ask for a higher "
+            "TUNEBRIDGE_MAX_GZIP_RATIO.",
+            details={"max_ratio": max_ratio, "compressed_bytes": compressed,
+                     "decompressed_bytes": decompressed})
+
+
 class Unauthorized(TunebridgeError):
     def __init__(self, message: str = "A valid API key is required.") -> None:
         super().__init__("unauthorized", message)

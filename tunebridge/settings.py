@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     notification_max_attempts: int = Field(default=20, ge=1)
 
     # Limits.
-    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(
+        default=8 * 1024**3, gt=0, description="cap on an upload's decompressed bytes (413)")
+    max_gzip_ratio: float = Field(
+        default=200.0, gt=1, description="gzip uploads expanding more than this are refused")
     max_line_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     max_reported_errors: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=200, ge=1)

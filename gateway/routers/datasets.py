@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -9,8 +9,15 @@ from starlette.datastructures import UploadFile
 from gateway.dependencies import DatasetWriteKey, ReadKey, RuntimeDep
 from gateway.schemas import DatasetPublic
 from storage.blobs import BlobTooLarge, StagedBlob
+from storage.decompression import (
+    CorruptGzip,
+    DecompressionBomb,
+    GzipDecompressor,
+    gunzip_chunks,
+    sniff_gzip,
+)
 from tunebridge import datasets
-from tunebridge.errors import InvalidInput, PayloadTooLarge
+from tunebridge.errors import DecompressionRefused, InvalidInput, PayloadTooLarge, Problem
 from tunebridge.runtime import Runtime
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -23,24 +30,49 @@ async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _decoded(chunks: AsyncIterable[bytes], runtime: Runtime, *, gzip: bool
+                   ) -> AsyncIterator[bytes]:
+    """The body as JSONL: gunzipped while streaming when declared (Content-Encoding, a `.gz`
+    name) or when it starts with gzip's magic bytes."""
+    magic, replay = await sniff_gzip(chunks)
+    if not (gzip or magic):
+        return replay
+    return gunzip_chunks(replay, GzipDecompressor(runtime.settings.max_gzip_ratio))
+
+
+def _label(name: str) -> str:
+    return name.removesuffix(".gz") if name.endswith(".gz") else name
+
+
 async def stage_upload(request: Request, runtime: Runtime, filename: str | None
                  ) -> tuple[StagedBlob, str]:
+    """Stream the body into the blob store; the upload cap counts decompressed bytes."""
     limit = runtime.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise PayloadTooLarge(limit)
+    encoded = request.headers.get("content-encoding", "").strip().lower() == "gzip"
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise InvalidInput("missing_file", "Send the JSONL as a multipart field 'file'.")
-            staged = await runtime.blobs.stage_async(_file_chunks(upload), max_bytes=limit)
-            return staged, upload.filename or filename or "upload.jsonl"
-        staged = await runtime.blobs.stage_async(request.stream(), max_bytes=limit)
-        return staged, filename or "upload.jsonl"
+            name = upload.filename or filename or "upload.jsonl"
+            body = await _decoded(_file_chunks(upload), runtime, gzip=name.endswith(".gz"))
+            staged = await runtime.blobs.stage_async(body, max_bytes=limit)
+            return staged, _label(name)
+        name = filename or "upload.jsonl"
+        body = await _decoded(request.stream(), runtime, gzip=encoded or name.endswith(".gz"))
+        staged = await runtime.blobs.stage_async(body, max_bytes=limit)
+        return staged, _label(name)
     except BlobTooLarge:
         raise PayloadTooLarge(limit) from None
+    except DecompressionBomb as bomb:
+        raise DecompressionRefused(bomb.max_ratio, bomb.compressed, bomb.decompressed) from None
+    except CorruptGzip as exc:
+        raise InvalidInput("invalid_gzip", f"The upload is marked or looks gzip-compressed but "
+                           f"is {exc}.", [Problem("invalid_gzip", str(exc))]) from None
 
 
 @router.post("", status_code=201, response_model=DatasetPublic)
@@ -48,7 +80,9 @@ async def upload_dataset(
     request: Request, response: Response, runtime: RuntimeDep, key: DatasetWriteKey,
     filename: str | None = Query(default=None, max_length=255),
 ) -> DatasetPublic:
-    """Raw JSONL body (`Content-Type: application/jsonl`) or multipart field `file`."""
+    """Raw JSONL body (`Content-Type: application/jsonl`) or multipart field `file`; gzip
+    (`Content-Encoding: gzip`, a `.jsonl.gz` name, or gzip bytes) is decompressed while
+    streaming, with a decompression-bomb guard (`max_gzip_ratio`)."""
     staged, name = await stage_upload(request, runtime, filename)
     stored = await run_in_threadpool(
         lambda: datasets.store_dataset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +27,22 @@ def validate_file(path: Path, *, backend: str | None = None, model: str | None =
                   check_duplicates: bool = True, workers: int = 1) -> ValidationReport:
     """Validate a JSONL file in one streaming pass; see ValidationOptions for the arguments.
 
-    `workers` > 1 spreads a large file over that many processes (see parallel.py).
+    `workers` > 1 spreads a large file over that many processes (see parallel.py). A gzip
+    file (by its magic bytes, whatever its name) is decompressed while streaming, serially.
     """
     options = ValidationOptions(backend=backend, model=model, counter=counter, context=context,
                                 max_reported=max_reported, max_line_bytes=max_line_bytes,
                                 check_duplicates=check_duplicates)
+    if is_gzip(Path(path)):
+        return validate_stream(gzip.open(path, "rb"), options)
     if workers > 1:
         return validate_file_parallel(Path(path), options, workers=workers)
     return validate_stream(Path(path).open("rb"), options)
+
+
+def is_gzip(path: Path) -> bool:
+    with Path(path).open("rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
 
 
 def validate_stream(stream: Any, options: ValidationOptions | None = None) -> ValidationReport:
