@@ -1,4 +1,6 @@
-"""A corpus of broken files: each names the exact code, line and field it must produce."""
+"""A corpus of broken files: each names the exact code, line, column and field it must produce
+(column None: the check has no column to give), and for some a phrase of the message that
+carries a location (byte offset, the earlier duplicate's line)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class Case:
     field: str | None = None
     severity: str = "error"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    column: int | None = None
+    says: str | None = None  # a phrase the message must contain
 
 
 def _bad_message(message: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -39,14 +43,25 @@ def _bad_message(message: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 CASES = [
-    Case("bom", [b"\xef\xbb\xbf" + jsonl(GOOD).strip(), GOOD], "bom", 1),
-    Case("invalid_json", [GOOD, GOOD, '{"messages": [}'], "invalid_json", 3),
-    Case("trailing_comma", [GOOD, '{"text": "a",}'], "invalid_json", 2),
-    Case("not_object_array", [GOOD, "[1, 2]"], "not_object", 2),
-    Case("not_object_string", ['"hello"', GOOD], "not_object", 1),
+    Case("bom", [b"\xef\xbb\xbf" + jsonl(GOOD).strip(), GOOD], "bom", 1, column=1),
+    Case("not_utf8_latin1", [GOOD, b'{"text": "caf\xe9"}'], "not_utf8", 2, column=14,
+         says=f"byte offset {len(jsonl(GOOD)) + 13} of the file"),
+    Case("not_utf8_first_byte", [b"\x80" + jsonl(GOOD).strip()], "not_utf8", 1, column=1,
+         says="byte offset 0 of the file"),
+    Case("not_utf8_truncated_sequence", [GOOD, GOOD, b'{"text": "\xe6\x9d"}'], "not_utf8", 3,
+         column=11, says=f"byte offset {2 * len(jsonl(GOOD)) + 10} of the file"),
+    Case("invalid_json", [GOOD, GOOD, '{"messages": [}'], "invalid_json", 3, column=15),
+    Case("trailing_comma", [GOOD, '{"text": "a",}'], "invalid_json", 2, column=13),
+    Case("single_quotes", ["{'text': 'a'}"], "invalid_json", 1, column=2),
+    Case("nan_literal", [{"text": "a"}, '{"text": NaN}'], "invalid_json", 2, column=10),
+    Case("unterminated_string", [GOOD, '{"messages": "abc'], "invalid_json", 2, column=18),
+    Case("not_object_array", [GOOD, "[1, 2]"], "not_object", 2, column=1),
+    Case("not_object_string", ['"hello"', GOOD], "not_object", 1, column=1),
+    Case("not_object_null", [GOOD, GOOD, "null"], "not_object", 3, column=1),
     Case("unknown_format", [GOOD, {"question": "q", "answer": "a"}], "unknown_format", 2),
     Case("empty_messages", [GOOD, {"messages": []}], "missing_messages", 2, "messages"),
     Case("messages_not_list", [{"messages": "hi"}], "missing_messages", 1, "messages"),
+    Case("messages_null", [GOOD, {"messages": None}], "missing_messages", 2, "messages"),
     Case("message_not_object", [GOOD, {"messages": ["hi"]}], "message_not_object", 2,
          "messages[0]"),
     Case("unknown_top_key", [GOOD, chat(extra=1)], "unknown_key", 2, "extra"),
@@ -89,6 +104,9 @@ CASES = [
          "bad_weight", 1, "messages[1].weight"),
     Case("weight_float", [_bad_message({"role": "assistant", "content": "a", "weight": 0.5})],
          "bad_weight", 1, "messages[1].weight"),
+    Case("weight_string", [GOOD, GOOD, _bad_message({"role": "assistant", "content": "a",
+                                                     "weight": "1"})],
+         "bad_weight", 3, "messages[1].weight"),
     Case("weight_on_user", [{"messages": [{"role": "user", "content": "q", "weight": 1},
                                           {"role": "assistant", "content": "a"}]}],
          "weight_not_assistant", 1, "messages[0].weight"),
@@ -161,8 +179,15 @@ CASES = [
     Case("text_number", [{"text": 5}], "bad_field_type", 1, "text"),
     Case("mixed_formats", [GOOD, GOOD, {"text": "plain"}], "mixed_formats", 3),
     Case("blank_line", [GOOD, "", GOOD], "blank_line", 2, severity="warning"),
+    Case("whitespace_line", [GOOD, GOOD, " \t ", GOOD], "blank_line", 3, severity="warning"),
     Case("duplicate", [GOOD, chat("other", "x"), GOOD], "duplicate_example", 3,
-         severity="warning"),
+         severity="warning", says="Line 3 duplicates line 1"),
+    Case("duplicate_reordered_keys", [chat("a", "b"), GOOD, '{"messages": [{"content": "a", '
+         '"role": "user"}, {"content": "b", "role": "assistant"}]}'], "duplicate_example", 3,
+         severity="warning", says="Line 3 duplicates line 1"),
+    Case("mixed_chat_then_preference", [GOOD, {"input": PREF_IN, "preferred_output": ANSWER_A,
+                                               "non_preferred_output": ANSWER_B}],
+         "mixed_formats", 2),
     Case("too_many_tokens", [GOOD, chat("q", "word " * 50)], "too_many_tokens", 2,
          options={"model": "gpt-4o-mini", "context": 30}),
     Case("too_few_for_openai", [GOOD, chat("b", "c")], "too_few_examples", None,
@@ -171,6 +196,12 @@ CASES = [
     Case("only_blank_lines", ["", "  "], "empty_file", None),
     Case("text_on_openai", [{"text": "hello"}] * 1, "format_not_supported", 1,
          options={"backend": "openai"}),
+    Case("prompt_completion_on_openai", [{"prompt": "p", "completion": "c"}] * 12,
+         "format_not_supported", 1, options={"backend": "openai"}),
+    Case("trl_preference_on_openai", [{"prompt": "p", "chosen": "c", "rejected": "r"}] * 12,
+         "format_not_supported", 1, options={"backend": "openai"}),
+    Case("nine_examples_for_openai", [chat(f"q{n}") for n in range(9)], "too_few_examples",
+         None, options={"backend": "openai"}, says="the file has 9"),
     Case("line_too_long", [GOOD, chat("q", "x" * 500), GOOD], "line_too_long", 2,
          options={"max_line_bytes": 200}),
 ]
@@ -182,8 +213,9 @@ def test_broken_file_reports_exact_code_line_and_field(case: Case) -> None:
     matching = [p for p in report.problems if p.code == case.code]
     assert matching, f"expected {case.code}, got {[p.as_dict() for p in report.problems]}"
     problem = matching[0]
-    assert (problem.line, problem.field, problem.severity) == (case.line, case.field,
-                                                               case.severity)
+    assert (problem.line, problem.column, problem.field, problem.severity) == (
+        case.line, case.column, case.field, case.severity)
+    assert case.says is None or case.says in problem.message, problem.message
     assert report.ok is (case.severity != "error")
 
 
@@ -203,7 +235,7 @@ def test_every_code_in_the_source_is_documented_with_its_severity() -> None:
 
 
 def test_corpus_is_large_and_covers_every_code() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 40 and len({c.name for c in CASES}) == len(CASES)
     covered = {c.code for c in CASES}
-    elsewhere = {"not_utf8", "train_validation_overlap"}  # test_report.py, test_overlap.py
+    elsewhere = {"train_validation_overlap"}  # two files: test_hashes_and_overlap.py
     assert set(CODES) - elsewhere <= covered
