@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tunebridge.cli_demo import demo
 from tunebridge.cli_jobs import jobs_app
 from tunebridge.cli_models import models_app
 from tunebridge.cli_support import client_from_options, fail, print_json
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
+app.command("demo")(demo)
 err = Console(stderr=True)
 
 
@@ -38,6 +40,7 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
+    from storage.leadership import SchedulerAlreadyRunning, sqlite_scheduler_lock
     from tunebridge import api_keys, log
     from tunebridge.runtime import build_runtime
 
@@ -45,6 +48,15 @@ def serve(
     secrets = [s.get_secret_value() for s in (settings.openai_api_key, settings.slack_bot_token,
                settings.slack_app_token, settings.slack_signing_secret) if s is not None]
     log.configure(settings.log_level, secrets)
+    # SQLite serves one process: a second scheduler on the same file refuses to start. The
+    # lock lives as long as this frame, which is the life of the server.
+    scheduler_lock = sqlite_scheduler_lock(settings.resolved_database_url) \
+        if settings.scheduler_enabled else None
+    if scheduler_lock is not None:
+        try:
+            scheduler_lock.acquire()
+        except SchedulerAlreadyRunning as exc:
+            fail(str(exc))
     runtime = build_runtime(settings)
     key_file = api_keys.ensure_admin_key(db=runtime.db, clock=runtime.clock,
                                          path=settings.admin_key_file)

@@ -19,9 +19,16 @@ class JobRepository:
         return job
 
     def get(self, job_id: str, *, for_update: bool = False) -> Job | None:
+        """`for_update`: the row stays this transaction's until it ends, so concurrent
+        transitions of one job (two cancels) run one after the other and the second sees the
+        first's result. PostgreSQL locks the row; SQLite has no row locks and ignores FOR
+        UPDATE, so there a no-op write takes the database's write lock before the read."""
         statement = select(Job).where(Job.id == job_id)
         if for_update:
             statement = statement.with_for_update()
+            if self.session.get_bind().dialect.name == "sqlite":
+                self.session.exec(update(Job).where(col(Job.id) == job_id)
+                                  .values(updated_at=Job.updated_at))
         return self.session.exec(statement).first()
 
     def by_external_id(self, backend: str, external_id: str) -> Job | None:
