@@ -32,6 +32,7 @@ DEMO_MODEL = "smollm2-135m-instruct"
 SAMPLE = "demo-chat.jsonl"
 ACTOR = "cli:demo"
 TERMINAL = {"succeeded", "failed", "cancelled"}
+_HELD: list[Any] = []  # the scheduler lock lives as long as the process
 
 
 def sample_path() -> Path:
@@ -73,6 +74,7 @@ def demo(
         overrides["local_torch_threads"] = threads
     settings = Settings(**overrides)
     log.configure("warning", [])
+    _claim_scheduler(settings)
     _ensure_model(settings, model)
     runtime = build_runtime(settings)
     try:
@@ -92,6 +94,21 @@ def demo(
     finally:
         runtime.close()
     raise typer.Exit(0 if job.status == "succeeded" else 1)
+
+
+def _claim_scheduler(settings: Settings) -> None:
+    """The demo polls like `serve` does, so it takes the same SQLite scheduler lock (held until
+    this process exits): with a server running on the same data dir it refuses, as serve would."""
+    from storage.leadership import SchedulerAlreadyRunning, sqlite_scheduler_lock
+
+    lock = sqlite_scheduler_lock(settings.resolved_database_url)
+    if lock is None:
+        return
+    try:
+        lock.acquire()
+    except SchedulerAlreadyRunning as exc:
+        fail(str(exc))
+    _HELD.append(lock)
 
 
 def _ensure_model(settings: Settings, model: str) -> None:
