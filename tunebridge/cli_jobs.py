@@ -143,6 +143,29 @@ def cancel(job_id: str, api_url: ApiUrl = None, api_key: ApiKeyOpt = None,
         typer.echo(f"{job['id']} {job['status']}")
 
 
+@jobs_app.command("pause")
+def pause(job_id: str, api_url: ApiUrl = None, api_key: ApiKeyOpt = None,
+          as_json: AsJson = False) -> None:
+    """Hold a running job at its provider (backends that can pause, e.g. openai)."""
+    _act(job_id, "pause", api_url, api_key, as_json)
+
+
+@jobs_app.command("resume")
+def resume(job_id: str, api_url: ApiUrl = None, api_key: ApiKeyOpt = None,
+           as_json: AsJson = False) -> None:
+    """Continue a paused job."""
+    _act(job_id, "resume", api_url, api_key, as_json)
+
+
+def _act(job_id: str, verb: str, api_url: str | None, api_key: str | None,
+         as_json: bool) -> None:
+    job = _call(lambda: client_from_options(api_url, api_key).post(f"/api/jobs/{job_id}/{verb}"))
+    if as_json:
+        print_json(job)
+    else:
+        typer.echo(f"{job['id']} {job['status']}")
+
+
 @jobs_app.command("watch")
 def watch(job_id: str, interval: float = 2.0, api_url: ApiUrl = None,
           api_key: ApiKeyOpt = None, as_json: AsJson = False) -> None:

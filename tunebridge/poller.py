@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -102,6 +104,18 @@ class Poller:
             return False
         await self.poll_job(job)
         return True
+
+    @asynccontextmanager
+    async def exclusive(self, job_id: str) -> AsyncIterator[None]:
+        """Hold off polls of one job while a request changes it at the provider (pause, resume):
+        a poll that read the provider before the change must not commit its older status after."""
+        while job_id in self._in_flight:
+            await asyncio.sleep(0.05)
+        self._in_flight.add(job_id)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(job_id)
 
     def _active_job(self, job_id: str) -> Job | None:
         with self.db.session() as session:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.dependencies import AdminKey, JobCancelKey, JobWriteKey, ReadKey, RuntimeDep, actor_for
 from gateway.schemas import EventPublic, JobCreate, JobCreated, JobPublic, MetricPublic, Page
-from tunebridge import jobs
+from tunebridge import jobs, pausing
 from tunebridge.jobs import JobRequest
 from tunebridge.mixing import GeneralMix
 
@@ -60,6 +60,26 @@ def cancel_job(job_id: str, request: Request, response: Response, runtime: Runti
     if job.status == "cancelling":
         response.status_code = 202  # accepted: the backend confirms on the next poll
         runtime.wake_poll()
+    return JobPublic.model_validate(job)
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic)
+async def pause_job(job_id: str, request: Request, runtime: RuntimeDep,
+                    key: JobCancelKey) -> JobPublic:
+    """Hold a running job at its provider (OpenAI); 409 for backends that cannot pause."""
+    job = await pausing.pause_job(db=runtime.db, poller=runtime.poller,
+                                  clock=runtime.clock, job_id=job_id,
+                                  actor=actor_for(key, request))
+    return JobPublic.model_validate(job)
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+async def resume_job(job_id: str, request: Request, runtime: RuntimeDep,
+                     key: JobCancelKey) -> JobPublic:
+    job = await pausing.resume_job(db=runtime.db, poller=runtime.poller,
+                                   clock=runtime.clock, job_id=job_id,
+                                   actor=actor_for(key, request))
+    runtime.wake_poll()  # metrics flow again: fetch them now
     return JobPublic.model_validate(job)
 
 

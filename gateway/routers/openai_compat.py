@@ -24,7 +24,7 @@ from gateway.dependencies import (
 )
 from gateway.errors import status_for
 from gateway.routers.datasets import stage_upload
-from tunebridge import datasets, hyperparameters, jobs
+from tunebridge import datasets, hyperparameters, jobs, pausing
 from tunebridge.errors import InvalidInput, TunebridgeError
 from tunebridge.jobs import JobRequest
 from tunebridge.runtime import Runtime
@@ -151,6 +151,25 @@ def cancel_fine_tuning_job(job_id: str, request: Request, runtime: RuntimeDep,
                            key: JobCancelKey) -> dict[str, Any]:
     job = jobs.cancel_job(db=runtime.db, clock=runtime.clock, job_id=job_id,
                           actor=actor_for(key, request))
+    runtime.wake_poll()
+    return shapes.job_object(job)
+
+
+@router.post("/fine_tuning/jobs/{job_id}/pause")
+async def pause_fine_tuning_job(job_id: str, request: Request, runtime: RuntimeDep,
+                                key: JobCancelKey) -> dict[str, Any]:
+    job = await pausing.pause_job(db=runtime.db, poller=runtime.poller,
+                                  clock=runtime.clock, job_id=job_id,
+                                  actor=actor_for(key, request))
+    return shapes.job_object(job)
+
+
+@router.post("/fine_tuning/jobs/{job_id}/resume")
+async def resume_fine_tuning_job(job_id: str, request: Request, runtime: RuntimeDep,
+                                 key: JobCancelKey) -> dict[str, Any]:
+    job = await pausing.resume_job(db=runtime.db, poller=runtime.poller,
+                                   clock=runtime.clock, job_id=job_id,
+                                   actor=actor_for(key, request))
     runtime.wake_poll()
     return shapes.job_object(job)
 
