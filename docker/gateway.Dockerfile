@@ -10,8 +10,10 @@ COPY storage ./storage
 COPY backends ./backends
 COPY gateway ./gateway
 COPY bot ./bot
-RUN pip install --no-cache-dir . && useradd --create-home tunebridge && mkdir /data \
-    && chown tunebridge /data
+# EXTRAS=ray adds Ray's job client for TUNEBRIDGE_LOCAL_EXECUTOR=ray (still no torch).
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" && useradd --create-home tunebridge \
+    && mkdir /data && chown tunebridge /data
 USER tunebridge
 VOLUME /data
 EXPOSE 8000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from backends.base import Backend
 from backends.registry import BackendRegistry
@@ -18,6 +19,9 @@ from tunebridge.outbox import Notifier, OutboxSender
 from tunebridge.poller import Poller, PollSettings
 from tunebridge.scheduler import Scheduler
 from tunebridge.settings import Settings
+
+if TYPE_CHECKING:
+    from backends.local.ray_executor import RayConfig
 
 
 @dataclass
@@ -71,7 +75,7 @@ def default_backends(settings: Settings) -> list[Backend]:
     else:
         backends.append(LocalBackend(
             runs_dir=settings.runs_dir, models_dir=settings.data_dir / "models",
-            torch_threads=settings.local_torch_threads))
+            torch_threads=settings.local_torch_threads, ray=ray_config(settings)))
     if settings.openai_api_key is not None:
         from backends.openai import OpenAIBackend
 
@@ -80,6 +84,21 @@ def default_backends(settings: Settings) -> list[Backend]:
             base_url=settings.openai_base_url))
     backends.extend(_plugin(spec, settings) for spec in settings.backend_plugins)
     return backends
+
+
+def ray_config(settings: Settings) -> RayConfig | None:
+    """Ray Jobs for the local trainer when TUNEBRIDGE_LOCAL_EXECUTOR=ray (docs/deploy.md)."""
+    if settings.local_executor != "ray":
+        return None
+    if not settings.ray_address:
+        raise ValueError("TUNEBRIDGE_LOCAL_EXECUTOR=ray needs TUNEBRIDGE_RAY_ADDRESS")
+    from backends.local.ray_executor import RayConfig
+
+    token = settings.ray_dashboard_token
+    return RayConfig(address=settings.ray_address.rstrip("/"),
+                     token=token.get_secret_value() if token else None,
+                     stop_wait_s=settings.ray_job_stop_wait_s,
+                     gpus_per_job=settings.ray_gpus_per_job)
 
 
 def _plugin(spec: str, settings: Settings) -> Backend:

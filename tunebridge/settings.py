@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,7 +59,17 @@ class Settings(BaseSettings):
         default=None, description="Enables POST /webhooks/openai; whsec_... as OpenAI shows it.")
     openai_compat_models: dict[str, str] = Field(
         default_factory=dict, description="/v1 model name -> backend; gpt-* go to openai")
-    local_executor: str = "subprocess"
+    local_executor: Literal["subprocess", "ray"] = Field(
+        default="subprocess", description="Where local trainers run: this host, or Ray Jobs.")
+    ray_address: str | None = Field(
+        default=None, description="Ray job server (dashboard) URL, e.g. http://ray-head:8265.")
+    ray_dashboard_token: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: Bearer' (Ray token auth).")
+    ray_job_stop_wait_s: int = Field(
+        default=120, ge=1, description="RAY_JOB_STOP_WAIT_TIME_S: a cancelled trainer's time to "
+        "save its adapter after SIGTERM, before SIGKILL.")
+    ray_gpus_per_job: float = Field(
+        default=1.0, ge=0, le=1, description="entrypoint_num_gpus unless a job sets num_gpus.")
     local_torch_threads: int | None = Field(default=None, ge=1)
     local_base_model: str = "smollm2-135m-instruct"
     backend_plugins: list[str] = Field(

@@ -18,16 +18,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.base import BackendError, BackendEvent, Handle, JobSpec, MetricSample, Update
 from backends.local.catalogue import ModelCatalogue, UnknownModel
 from backends.local.engine import ENGINES
-from backends.local.executor import ExecutorSettings, SubprocessExecutor
+from backends.local.executor import Executor, ExecutorSettings, SubprocessExecutor
 from backends.local.hyperparams import HyperparameterError, resolve
 from backends.local.metrics import read_jsonl_from, to_sample
 from backends.local.queue import RunQueue, detect_slots
 from backends.local.runs import RunDir, RunState, RunStatus, write_json_atomic
+
+if TYPE_CHECKING:
+    from backends.local.ray_executor import RayConfig
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class LocalBackend:
         python: str | None = None,
         allow_hub_ids: bool = True,
         env: Mapping[str, str] | None = None,
+        ray: RayConfig | None = None,
     ) -> None:
         # Absolute: the trainer runs in its own working directory and reads these paths.
         self.runs_dir = Path(runs_dir).resolve()
@@ -88,7 +92,11 @@ class LocalBackend:
             term_after_s=term_after_s, kill_after_s=kill_after_s,
             heartbeat_timeout_s=heartbeat_timeout_s, env=tuple((env or {}).items()),
         )
-        self.executor = SubprocessExecutor(self.runs_dir, self.queue, settings)
+        self.executor: Executor = SubprocessExecutor(self.runs_dir, self.queue, settings)
+        if ray is not None:  # trainers as Ray Jobs; imported only when configured
+            from backends.local.ray_executor import RayExecutor
+
+            self.executor = RayExecutor(self.runs_dir, self.queue, settings, ray)
 
     # -- protocol ---------------------------------------------------------------------------
 
@@ -163,6 +171,9 @@ class LocalBackend:
         options = dict(spec.options)
         if options.get("engine", "auto") not in ENGINES:
             raise BackendError(f"engine must be one of {ENGINES}", retryable=False)
+        if options.get("num_gpus", 1) not in (0, 1) or isinstance(options.get("num_gpus"), bool):
+            raise BackendError("option num_gpus must be 0 or 1: one trainer process trains on "
+                               "one GPU (multi-GPU: docs/deploy.md)", retryable=False)
         if not Path(spec.training_file).is_file():
             raise BackendError(f"training file {spec.training_file} not found", retryable=False)
         return {

@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from backends.local.process import (
     ProcessRef,
@@ -27,6 +27,20 @@ from backends.local.process import (
 )
 from backends.local.queue import CPU_SLOT, RunQueue
 from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
+
+
+class Executor(Protocol):
+    """What LocalBackend needs from whatever runs its trainers: this host's subprocesses
+    (SubprocessExecutor) or Ray Jobs (ray_executor.RayExecutor). Callers hold the queue lock."""
+
+    def pump(self) -> None:
+        """Start waiting runs where there is room; settle runs whose trainer is gone."""
+
+    def reconcile(self, run: RunDir) -> RunStatus:
+        """The run's status after checking its trainer; settles runs whose trainer is gone."""
+
+    def request_stop(self, run: RunDir, reason: str) -> None:
+        """Ask the trainer to stop gracefully (save its adapter), forcing it later if needed."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,325 @@
+"""Runs local-backend trainers as Ray Jobs, for teams that outgrow one machine.
+
+Ray only starts, watches and stops the trainer process (`python -m backends.local.train
+--run-dir DIR`, the same entry point as on this host). Everything else still goes through the run
+directory: spec, status, heartbeat, stop file and the metric and event streams that LocalBackend
+reads by byte offset. So the runs directory must be on storage that the gateway and every Ray
+worker mount at the same path (one host's disk, NFS, a shared volume); docs/deploy.md says how.
+
+Ray keeps job records in the head's memory. Our run files and database stay the source of truth:
+a job Ray no longer knows (its head restarted) is failed with that reason, never left running.
+`ray` itself is imported when the first request is made, never by a gateway that does not use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from backends.base import BackendError
+from backends.local.executor import ExecutorSettings
+from backends.local.queue import RunQueue
+from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
+
+RAY_SLOT = "ray"  # the queue's marker for "held by Ray": Ray, not our slots, places the trainer
+MAX_REASON_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str  # the Ray dashboard (job server) URL, e.g. http://ray-head:8265
+    token: str | None = field(default=None, repr=False)  # never printed
+    stop_wait_s: int = 120  # RAY_JOB_STOP_WAIT_TIME_S: SIGTERM, then SIGKILL after this long
+    gpus_per_job: float = 1.0  # entrypoint_num_gpus when a job does not set `num_gpus`
+    python: str = "python"  # the interpreter on the Ray workers (the trainer image's)
+    status_max_age_s: float = 1.0  # one tick polls every job; ask Ray once per job per tick
+
+
+class RayStatus(StrEnum):
+    """Ray's JobStatus values (ray.job_submission.JobStatus), without importing ray."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RayStatus.STOPPED, RayStatus.SUCCEEDED, RayStatus.FAILED)
+
+
+class RayUnavailable(BackendError):
+    """The job server did not answer, or refused our credentials: the job is not at fault."""
+
+    def __init__(self, message: str, *, configuration: bool = False) -> None:
+        super().__init__(message, retryable=True)
+        self._configuration = configuration
+
+    @property
+    def is_configuration(self) -> bool:
+        return self._configuration
+
+
+def trainer_entrypoint(python: str, run_dir: Path) -> str:
+    """The shell command Ray runs; one process, one GPU (see docs/deploy.md on multi-GPU)."""
+    return shlex.join([python, "-m", "backends.local.train", "--run-dir", str(run_dir)])
+
+
+def ended_without_status(
+    status: RayStatus, stop_requested: bool, submission_id: str, run_dir: Path, message: str,
+    stop_wait_s: int,
+) -> tuple[RunState, str]:
+    """Our verdict when Ray says a job ended but the trainer wrote no final status."""
+    if status is RayStatus.STOPPED and stop_requested:
+        return RunState.CANCELLED, (
+            f"Ray stopped the trainer before it saved an adapter (it did not finish within "
+            f"RAY_JOB_STOP_WAIT_TIME_S={stop_wait_s}s)")
+    if status is RayStatus.STOPPED:
+        return RunState.FAILED, f"Ray job {submission_id} was stopped outside tunebridge"
+    if status is RayStatus.SUCCEEDED:
+        return RunState.FAILED, (
+            f"Ray job {submission_id} exited 0 but the trainer left no final status in "
+            f"{run_dir}: the runs directory must be on storage shared by the gateway and the "
+            f"Ray workers, at the same path (docs/deploy.md)")
+    tail = message[-MAX_REASON_CHARS:] if message else "no message from Ray"
+    return RunState.FAILED, f"Ray job {submission_id} failed: {tail}"
+
+
+class RayExecutor:
+    """Same interface as SubprocessExecutor (pump, reconcile, request_stop); callers hold the
+    queue lock. Every waiting run is submitted at once: Ray queues jobs until resources free."""
+
+    def __init__(self, runs_dir: Path, queue: RunQueue, settings: ExecutorSettings,
+                 config: RayConfig) -> None:
+        self.runs_dir = runs_dir
+        self.queue = queue
+        self.settings = settings
+        self.config = config
+        self._client: Any = None
+        self._infos: dict[str, tuple[float, Any]] = {}
+
+    def run_dir(self, run_id: str) -> RunDir:
+        return RunDir(self.runs_dir / run_id)
+
+    # -- interface ---------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Submit waiting runs. Active runs are reconciled when they are polled (no slots)."""
+        for run_id in self.queue.waiting():
+            run = self.run_dir(run_id)
+            status = run.read_status()
+            if not run.exists() or (status is not None and status.state is not RunState.QUEUED):
+                self.queue.dequeue(run_id)  # deleted, cancelled while waiting, or settled
+                continue
+            self.launch(run)
+
+    def launch(self, run: RunDir) -> None:
+        run.write_status(RunState.LAUNCHING)  # before submitting: the trainer writes after us
+        try:
+            self._submit(run)
+        except RayRejected as exc:
+            self._settle(run, RunState.FAILED, str(exc))
+        except RayUnavailable:
+            run.write_status(RunState.QUEUED)  # stays in the queue; the next pump retries
+            raise
+
+    def reconcile(self, run: RunDir) -> RunStatus:
+        status = run.read_status() or run.write_status(RunState.QUEUED)
+        if status.state.terminal:
+            self.queue.release(run.run_id)
+            return status
+        if not status.state.active:
+            if not self.queue.is_waiting(run.run_id):
+                self.queue.enqueue(run.run_id, int(run.read_spec().get("seq") or time.time_ns()))
+            return status
+        launch = read_json(run.launch_file)
+        if launch is None:  # the gateway died between submitting and recording the submission
+            self._submit(run)
+            return run.read_status() or status
+        submission_id = str(launch["submission_id"])
+        info = self._info(submission_id)
+        latest = run.read_status() or status  # read after Ray: a finished trainer wrote it
+        if latest.state.terminal:
+            self.queue.release(run.run_id)
+            return latest
+        if info is None:
+            return self._forgotten(run, submission_id)
+        ray_status = RayStatus(str(info.status))
+        if ray_status.terminal:
+            state, reason = ended_without_status(
+                ray_status, run.stop_requested(), submission_id, run.path,
+                str(info.message or ""), self.config.stop_wait_s)
+            return self._settle(run, state, reason)
+        return self._watch_live(run, submission_id, latest)
+
+    def request_stop(self, run: RunDir, reason: str) -> None:
+        """The stop file (read by the trainer between steps), then Ray's stop: SIGTERM, which
+        the trainer also treats as a stop request, and SIGKILL after `stop_wait_s`."""
+        if not run.stop_file.exists():
+            write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
+            run.event("stop-requested", f"stop requested: {reason}")
+        self._send_stop(run)
+
+    # -- Ray calls ---------------------------------------------------------------------------
+
+    def _submit(self, run: RunDir) -> None:
+        spec = run.read_spec()
+        submission_id = str(spec.get("job_id") or run.run_id)
+        gpus = float((spec.get("options") or {}).get("num_gpus", self.config.gpus_per_job))
+        adopted = False
+        try:
+            self._call(
+                "submit_job", entrypoint=trainer_entrypoint(self.config.python, run.path),
+                submission_id=submission_id, entrypoint_num_gpus=gpus,
+                runtime_env={"env_vars": self._env()},
+                metadata={"tunebridge_job_id": submission_id, "tunebridge_run_id": run.run_id,
+                          "tunebridge_run_dir": str(run.path)})
+        except _AlreadyExists:
+            adopted = self._adoptable(run, submission_id)
+            if not adopted:
+                return
+        write_json_atomic(run.launch_file, {"executor": "ray", "submission_id": submission_id,
+                                            "num_gpus": gpus, "launched_at": time.time()})
+        self.queue.activate(run.run_id, RAY_SLOT)
+        verb = "adopted the existing Ray job" if adopted else "submitted to Ray as job"
+        run.event("launched", f"{verb} {submission_id} ({gpus:g} GPU); Ray starts the trainer "
+                  "when its resources are free", submission_id=submission_id, adopted=adopted)
+
+    def _adoptable(self, run: RunDir, submission_id: str) -> bool:
+        """A retried submit finds its own job (same run directory) and adopts it; a job of the
+        same id from another deployment is never taken over."""
+        info = self._info(submission_id, fresh=True)
+        owner = ((info.metadata or {}) if info is not None else {}).get("tunebridge_run_dir")
+        if owner == str(run.path):
+            return True
+        self._settle(run, RunState.FAILED, f"Ray already has a job {submission_id} that "
+                     f"belongs to another run directory ({owner}); not submitting it twice")
+        return False
+
+    def _info(self, submission_id: str, fresh: bool = False) -> Any:
+        """Ray's JobDetails, or None when Ray does not know the job (404)."""
+        cached = self._infos.get(submission_id)
+        if not fresh and cached and time.monotonic() - cached[0] < self.config.status_max_age_s:
+            return cached[1]
+        try:
+            info = self._call("get_job_info", submission_id)
+        except _NotFound:
+            info = None
+        self._infos[submission_id] = (time.monotonic(), info)
+        return info
+
+    def _send_stop(self, run: RunDir) -> None:
+        launch = read_json(run.launch_file)
+        stop = read_json(run.stop_file) or {}
+        if launch is None or stop.get("ray_stop_sent_at"):
+            return
+        with contextlib.suppress(_NotFound):  # reconcile reports a forgotten job
+            self._call("stop_job", str(launch["submission_id"]))
+        stop["ray_stop_sent_at"] = time.time()
+        write_json_atomic(run.stop_file, stop)
+        self._infos.pop(str(launch["submission_id"]), None)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One job-server request, its failures turned into our vocabulary."""
+        from ray.exceptions import AuthenticationError
+
+        try:
+            client = self._connect()
+            return getattr(client, method)(*args, **kwargs)
+        # requests' ConnectionError and timeouts are OSErrors; HTTP errors are RuntimeErrors
+        except (RuntimeError, OSError, AuthenticationError) as exc:
+            raise _classify(exc, self.config.address) from exc
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            token = self.config.token
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            self._client = JobSubmissionClient(self.config.address, headers=headers)
+        return self._client
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = dict(self.settings.env)
+        env.update(TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+                   RAY_JOB_STOP_WAIT_TIME_S=str(int(self.config.stop_wait_s)))
+        if self.settings.torch_threads:
+            threads = str(self.settings.torch_threads)
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        return env
+
+    def _watch_live(self, run: RunDir, submission_id: str, status: RunStatus) -> RunStatus:
+        if run.stop_requested():
+            self._send_stop(run)  # a stop that could not reach Ray earlier is sent now
+            return status
+        beat = read_json(run.heartbeat)
+        if beat is not None and time.time() - beat["at"] > self.settings.heartbeat_timeout_s:
+            self._call("stop_job", submission_id)
+            return self._settle(run, RunState.FAILED, (
+                f"trainer stopped responding (no heartbeat for "
+                f"{self.settings.heartbeat_timeout_s:.0f}s); Ray job {submission_id} stopped"))
+        return status
+
+    def _forgotten(self, run: RunDir, submission_id: str) -> RunStatus:
+        if not run.stop_file.exists():  # should a trainer survive somewhere, it stops
+            write_json_atomic(run.stop_file, {"requested_at": time.time(),
+                                              "reason": "Ray forgot the job"})
+        beat = read_json(run.heartbeat) or {}
+        age = f"{time.time() - beat['at']:.0f}s ago" if beat.get("at") else "never"
+        return self._settle(run, RunState.FAILED, (
+            f"Ray no longer knows job {submission_id}: the Ray head at {self.config.address} "
+            f"restarted or lost its job records (Ray keeps them in memory), so the trainer is "
+            f"gone; last heartbeat {age} at step {beat.get('step')}"))
+
+    def _settle(self, run: RunDir, state: RunState, reason: str) -> RunStatus:
+        self.queue.release(run.run_id)
+        self.queue.dequeue(run.run_id)
+        result = {"checkpoints": sorted(str(p) for p in run.output_dir.glob("checkpoint-*"))}
+        status = run.write_status(state, reason=reason, result=result)
+        run.event(f"settled-{state.value}", reason,
+                  level="error" if state is RunState.FAILED else "warning")
+        return status
+
+
+class RayRejected(BackendError):
+    """The job server refused the request itself (4xx): repeating it cannot help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class _NotFound(BackendError):
+    pass
+
+
+class _AlreadyExists(BackendError):
+    pass
+
+
+def _classify(exc: Exception, address: str) -> Exception:
+    """The SDK raises RuntimeError("Request failed with status code N: ...") for HTTP errors,
+    ray.exceptions.AuthenticationError (a RuntimeError) for 401/403."""
+    text = str(exc)
+    if type(exc).__name__ == "AuthenticationError" or "status code 401" in text \
+            or "status code 403" in text:
+        return RayUnavailable(f"Ray job server at {address} refused our credentials "
+                              "(TUNEBRIDGE_RAY_DASHBOARD_TOKEN)", configuration=True)
+    if "already exists" in text:
+        return _AlreadyExists(text)
+    if "status code 404" in text or "does not exist" in text:
+        return _NotFound(text)
+    if isinstance(exc, OSError):
+        return RayUnavailable(f"Ray job server at {address} is unreachable: "
+                              f"{type(exc).__name__}")
+    if re.search(r"status code 4\d\d", text):
+        return RayRejected(f"Ray job server at {address} refused the request: {text[:300]}")
+    return RayUnavailable(f"Ray job server at {address} answered: {text[:300]}")
