@@ -29,7 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        # Private attributes are other libraries' bookkeeping (Ray's record factory adds
+        # `_ray_timestamp_ns` to every record once the Ray executor imports it).
+        entry.update({k: v for k, v in vars(record).items()
+                      if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return self._scrub(orjson.dumps(entry, default=str).decode())

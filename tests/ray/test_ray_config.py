@@ -104,3 +104,16 @@ def test_one_trainer_takes_at_most_one_gpu(tmp_path: Path) -> None:
         with pytest.raises(BackendError, match="num_gpus must be 0 or 1") as refused:
             asyncio.run(backend.submit(spec))
         assert not refused.value.retryable
+
+
+def test_logs_stay_clean_once_ray_is_imported() -> None:
+    import logging
+
+    import ray.job_submission  # noqa: F401  (installs Ray's log record factory)
+
+    from tunebridge.log import JsonFormatter
+
+    record = logging.getLogRecordFactory()("x", logging.INFO, __file__, 1, "hello", (), None)
+    assert hasattr(record, "_ray_timestamp_ns")
+    entry = json.loads(JsonFormatter(()).format(record))
+    assert entry["event"] == "hello" and not [k for k in entry if k.startswith("_")]
