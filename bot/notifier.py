@@ -3,11 +3,12 @@
 The first row of a job in a channel posts the status card, which becomes the thread parent
 (its ts is the row's receipt, and the job's `slack_thread_ts` for its own channel). Later rows
 reply in the thread and refresh the card in place (chat.update: always on a status change, at
-most every `card_update_s` for progress); a terminal status adds the loss chart
-(files_upload_v2). Every message carries the row's dedupe key in its metadata, so after a crash
-or an ambiguous failure the notifier searches the channel or thread before posting again: a
-restart never posts twice. Slack calls are blocking (slack_sdk's WebClient) and run in a worker
-thread; the outbox drains one row at a time, so posts to a channel are paced there.
+most every `card_update_s` for progress); the completion summary that follows a terminal
+status carries the loss chart (files_upload_v2). Every message carries the row's dedupe key
+in its metadata, so after a crash or an ambiguous failure the notifier searches the channel or
+thread before posting again: a restart never posts twice. Slack calls are blocking (slack_sdk's
+WebClient) and run in a worker thread; the outbox drains one row at a time, so posts to a
+channel are paced there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bot.clients import retry_after
 from storage.database import Database
 from tunebridge import progress, threads
 from tunebridge.clock import Clock
+from tunebridge.completion_summary import KIND as SUMMARY_KIND
 from tunebridge.errors import NotFound
 from tunebridge.outbox import DeliveryFailed, OutgoingNotification
 from tunebridge.progress import JobSnapshot
@@ -38,7 +40,6 @@ from tunebridge.threads import Thread
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "tunebridge_notification"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 UNREADABLE = frozenset({"not_in_channel", "missing_scope", "channel_not_found",
                         "thread_not_found"})
 Receipt = dict[str, Any]
@@ -150,8 +151,7 @@ class SlackNotifier:
         data = dict(notification.payload.get("data") or {})
         text, blocks = reply(notification.kind, str(notification.payload.get("text", "")), data,
                              snap, self.oncall_group)
-        with_chart = (notification.kind == "status" and data.get("status") in TERMINAL
-                      and len(snap.points) >= 2)
+        with_chart = notification.kind == SUMMARY_KIND and len(snap.points) >= 2
         self._paced(thread.channel_id)
         response = self.client.chat_postMessage(
             channel=thread.channel_id, thread_ts=thread.ts, text=text, blocks=blocks,

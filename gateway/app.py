@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gateway import errors
 from gateway.idempotency import IdempotencyMiddleware
-from gateway.routers import datasets, health, health_analysis, jobs, openai_compat
+from gateway.routers import datasets, health, health_analysis, jobs, openai_compat, summaries
 from gateway.routers.webhooks import router as webhooks_router
 from gateway.telemetry import Telemetry, TelemetryMiddleware
 from storage.repositories.jobs import JobRepository
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.telemetry = telemetry
     errors.install(app)
     for router in (health.router, datasets.router, jobs.router, health_analysis.router,
-                   openai_compat.router):
+                   openai_compat.router, summaries.router):
         app.include_router(router)
     app.include_router(webhooks_router)  # POST /webhooks/openai (signed; off without a secret)
     app.add_middleware(IdempotencyMiddleware, db=runtime.db, clock=runtime.clock,

@@ -18,7 +18,7 @@ from storage.repositories.events import JobEventRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
 from storage.tables import AuditLog, Dataset, Job, JobEvent, MetricPoint
-from tunebridge import datasets, hyperparameters, validation
+from tunebridge import datasets, hyperparameters, runaway, validation
 from tunebridge.assessment import JobPolicy, assess
 from tunebridge.clock import Clock, new_id
 from tunebridge.errors import Conflict, InvalidInput, NotFound, Problem
@@ -86,6 +86,9 @@ def _check_request(request: JobRequest, registry: BackendRegistry) -> None:
             f"Backend {request.backend!r} is not configured; available: {registry.names()}.",
             [Problem("unknown_backend", "Unknown backend.", field="backend")],
         )
+    problems = runaway.option_problems(request.options)
+    if problems:
+        raise InvalidInput("invalid_options", "Some job options are unusable.", problems)
 
 
 def _datasets(db: Database, request: JobRequest) -> tuple[Dataset, Dataset | None]:

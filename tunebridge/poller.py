@@ -24,10 +24,11 @@ from storage.repositories.datasets import DatasetRepository
 from storage.repositories.events import JobEventRepository
 from storage.repositories.jobs import JobRepository
 from storage.tables import Job, JobEvent
-from tunebridge import health_watch
+from tunebridge import completion_summary, health_watch, runaway_watch
 from tunebridge.clock import Clock
 from tunebridge.lifecycle import apply_transition, notify
 from tunebridge.metrics_store import store_samples
+from tunebridge.runaway import RunawayDefaults
 from tunebridge.status import TRANSITIONS, JobStatus
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class PollSettings:
     batch: int = 500
     max_backoff_s: float = 300.0
     auto_stop: bool = False
+    runaway: RunawayDefaults = RunawayDefaults()
 
 
 def _total_steps(update: Update) -> int | None:
@@ -70,6 +72,7 @@ class Poller:
         self.clock = clock
         self.settings = settings
         self._in_flight: set[str] = set()  # job ids being polled now (tick or poll_now)
+        self._failures: dict[str, int] = {}  # job id -> consecutive backend errors
 
     async def tick(self) -> int:
         """Poll every due active job once, at most `concurrency` at a time; returns the count."""
@@ -142,6 +145,7 @@ class Poller:
         try:
             if job.handle is None:
                 await self._submit(job, backend)
+                self._failures.pop(job.id, None)
                 return
             handle = Handle(external_id=job.external_id or "", state=job.handle)
             if job.status == JobStatus.CANCELLING:
@@ -150,6 +154,7 @@ class Poller:
         except BackendError as exc:
             await asyncio.to_thread(self._backend_error, job.id, exc)
             return
+        self._failures.pop(job.id, None)
         await asyncio.to_thread(self.record_update, job.id, update)
 
     async def _submit(self, job: Job, backend: Backend) -> None:
@@ -214,10 +219,14 @@ class Poller:
             if update.error is not None:
                 job.error = dict(update.error)
             job.next_poll_at = now + timedelta(seconds=self.settings.interval_s)
-            if update.metrics:
+            final = REMOTE_TO_JOB[update.status].is_terminal
+            if update.metrics or final:  # a throttled tail is analysed when the run ends
                 health_watch.watch(session, job, now=now, total_steps=_total_steps(update),
-                                   auto_stop_default=self.settings.auto_stop)
+                                   auto_stop_default=self.settings.auto_stop,
+                                   samples=update.metrics, final=final)
             self._follow_remote(session, job, REMOTE_TO_JOB[update.status], update, now)
+            runaway_watch.watch(session, job, now=now, defaults=self.settings.runaway)
+            completion_summary.queue(session, job, now=now)
             session.add(job)
 
     @staticmethod
@@ -249,12 +258,23 @@ class Poller:
                 notify(session, job, kind="alert", dedupe_key=f"{job_id}:config:{exc}"[:200],
                        text=f"Backend {job.backend} rejected our credentials while handling "
                             f"{job_id}: {exc}", now=now)
-            delay = exc.retry_after or self.settings.interval_s * (1 + random.random())
+            delay = self._backoff(job_id, exc.retry_after)
             if not exc.retryable:
                 delay = max(delay, self.settings.max_backoff_s / 2)
             job.next_poll_at = now + timedelta(seconds=min(delay, self.settings.max_backoff_s))
             session.add(job)
         log.warning("backend error, next poll in %.1fs: %s", delay, exc, extra={"job_id": job_id})
+
+    def _backoff(self, job_id: str, retry_after: float | None) -> float:
+        """Exponential in the job's consecutive failures, with jitter over the upper half, so a
+        provider storm spreads the retries of many jobs instead of synchronising them. A
+        Retry-After is the floor, plus up to 20% jitter for the same reason."""
+        failures = self._failures[job_id] = self._failures.get(job_id, 0) + 1
+        if retry_after:
+            return retry_after * (1 + 0.2 * random.random())
+        interval = self.settings.interval_s
+        ceiling = min(self.settings.max_backoff_s, interval * 2 ** min(failures, 16))
+        return ceiling * (0.5 + 0.5 * random.random())
 
     def _transition(self, job_id: str, target: JobStatus, reason: str) -> None:
         with self.db.session() as session:

@@ -11,12 +11,14 @@ from backends.registry import BackendRegistry
 from storage import migration
 from storage.blobs import BlobStore
 from storage.database import Database
+from tunebridge import completion_summary
 from tunebridge.assessment import JobPolicy
 from tunebridge.clock import Clock, SystemClock
 from tunebridge.console_notifier import ConsoleNotifier
 from tunebridge.datasets import ValidationLimits
 from tunebridge.outbox import Notifier, OutboxSender
 from tunebridge.poller import Poller, PollSettings
+from tunebridge.runaway import RunawayDefaults
 from tunebridge.scheduler import Scheduler
 from tunebridge.settings import Settings
 
@@ -108,6 +110,13 @@ def _plugin(spec: str, settings: Settings) -> Backend:
     return backend
 
 
+def runaway_defaults(settings: Settings) -> RunawayDefaults:
+    return RunawayDefaults(
+        time_budget_s=settings.max_runtime_s, max_cost_usd=settings.max_cost_usd,
+        overrun_factor=settings.runaway_overrun_factor,
+        gpu_hour_usd=settings.local_gpu_hour_usd, auto_cancel=settings.auto_cancel_runaway)
+
+
 def build_runtime(
     settings: Settings, *, backends: list[Backend] | None = None,
     notifier: Notifier | None = None, clock: Clock | None = None, migrate: bool = True,
@@ -120,10 +129,14 @@ def build_runtime(
     blobs.clear_staging()
     clock = clock or SystemClock()
     registry = BackendRegistry(default_backends(settings) if backends is None else backends)
-    notifier = notifier or ConsoleNotifier(settings.data_dir / "console-notifications.jsonl")
+    notifier = notifier or ConsoleNotifier(
+        settings.data_dir / "console-notifications.jsonl", chart_dir=settings.data_dir / "charts",
+        chart=lambda job_id: completion_summary.chart_png(db=db, job_id=job_id),
+        oncall_group=settings.slack_oncall_usergroup)
     poller = Poller(db=db, registry=registry, clock=clock,
                     settings=PollSettings(interval_s=settings.poll_interval_s,
-                                          auto_stop=settings.auto_stop))
+                                          auto_stop=settings.auto_stop,
+                                          runaway=runaway_defaults(settings)))
     sender = OutboxSender(db=db, notifier=notifier, clock=clock)
     return Runtime(settings=settings, db=db, blobs=blobs, registry=registry, notifier=notifier,
                    clock=clock, poller=poller, sender=sender)

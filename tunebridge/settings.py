@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     # unless a job sets its own `auto_stop` option.
     auto_stop: bool = False
 
+    # Runaway jobs (job options `max_runtime_s`, `max_cost_usd`, `auto_cancel_runaway` override
+    # these): flagged once per kind with on-call mentioned; cancelled only when the policy says.
+    max_runtime_s: float | None = Field(default=None, gt=0, description="running-time budget")
+    runaway_overrun_factor: float | None = Field(
+        default=3.0, gt=1, description="flag a job running this many times its estimate")
+    local_gpu_hour_usd: float | None = Field(
+        default=None, ge=0, description="price of one device-hour; without it local jobs' "
+        "cost is not checked against a cap")
+    auto_cancel_runaway: bool = False
+
     # Backends.
     default_backend: str = "local"
     openai_api_key: SecretStr | None = None

@@ -97,6 +97,8 @@ def reply(kind: str, text: str, data: Mapping[str, Any], snapshot: JobSnapshot,
     body = escape(text)
     if kind == "loss_summary":
         body = f":chart_with_downwards_trend: {body}"
+    elif kind == "completion_summary":
+        body = f":bar_chart: *Summary* — {body}"
     elif kind in WARNING_KINDS:
         mention = user_ref(job.creator)
         if data.get("mention_oncall") and oncall_group:

@@ -51,3 +51,13 @@ class MetricRepository:
         if after_step is not None:
             statement = statement.where(col(MetricPoint.step) > after_step)
         return list(self.session.exec(statement))
+
+    def latest(self, job_id: str) -> MetricPoint | None:
+        """The point with the highest step (how far a run got)."""
+        statement = (
+            select(MetricPoint)
+            .where(MetricPoint.job_id == job_id)
+            .order_by(col(MetricPoint.step).desc())
+            .limit(1)
+        )
+        return self.session.exec(statement).first()

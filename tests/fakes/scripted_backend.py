@@ -64,6 +64,7 @@ class ScriptedBackend:
                                                        self.step_seconds)),
                 "training_lines": sum(1 for _ in spec.training_file.open("rb")),
                 "curve": spec.options.get("scripted_curve", "healthy"),
+                "lr": _lr_config(spec.hyperparameters),
                 "submissions": 0,
             })
         record = self._read(external_id)
@@ -80,7 +81,7 @@ class ScriptedBackend:
             done = min(done, int(record["fail_at"]))
         seen = int(cursor or 0)
         curve = record.get("curve", "healthy")
-        metrics = [self._sample(step, curve, record["steps"])
+        metrics = [self._sample(step, curve, record["steps"], record.get("lr"))
                    for step in range(seen + 1, done + 1)]
         events = [BackendEvent(event_id=f"{handle.external_id}:{step}",
                                message=f"Step {step}/{record['steps']}")
@@ -107,9 +108,13 @@ class ScriptedBackend:
         return {}
 
     @staticmethod
-    def _sample(step: int, curve: str = "healthy", total: int = 60) -> MetricSample:
+    def _sample(step: int, curve: str = "healthy", total: int = 60,
+                lr: dict[str, Any] | None = None) -> MetricSample:
         """`healthy`: loss decays. `overfit`: eval every 5 steps falls to a minimum at step 20,
-        then climbs while train loss keeps falling. `nan`: train loss turns NaN at step 15."""
+        then climbs while train loss keeps falling. `nan`: train loss turns NaN at step 15.
+        The lr follows the job's schedule like HF's linear scheduler (warm-up over
+        ceil(warmup_ratio x total) steps, then linear decay to 0); `lr_no_warmup` skips the
+        warm-up, as a trainer that ignored the setting would."""
         train = 2.0 * math.exp(-step / 10)
         eval_loss = None
         if curve == "overfit" and step % 5 == 0:
@@ -117,7 +122,7 @@ class ScriptedBackend:
         if curve == "nan" and step >= 15:
             train = math.nan
         return MetricSample(step=step, epoch=step / 10, train_loss=train, eval_loss=eval_loss,
-                            grad_norm=1.0, learning_rate=2e-4,
+                            grad_norm=1.0, learning_rate=_lr(lr, step, total, curve),
                             extra={"total_steps": float(total)})
 
     async def cancel(self, handle: Handle) -> None:
@@ -128,6 +133,23 @@ class ScriptedBackend:
 
     def submissions(self, job_id: str) -> int:
         return int(self._read(f"scr-{job_id}")["submissions"])
+
+
+def _lr_config(hyperparameters: Any) -> dict[str, Any] | None:
+    peak = hyperparameters.get("learning_rate")
+    if not isinstance(peak, int | float):
+        return None
+    return {"peak": float(peak), "warmup_ratio": float(hyperparameters.get("warmup_ratio") or 0)}
+
+
+def _lr(config: dict[str, Any] | None, step: int, total: int, curve: str) -> float:
+    if config is None:
+        return 2e-4
+    peak = config["peak"]
+    warmup = 0 if curve == "lr_no_warmup" else math.ceil(config["warmup_ratio"] * total)
+    if step < warmup:
+        return peak * step / warmup
+    return peak * max(0.0, (total - step) / max(1, total - warmup))
 
 
 def build(settings: Any) -> ScriptedBackend:

@@ -73,5 +73,6 @@ def test_start_form_runs_a_job_and_its_thread_shows_card_progress_warning_and_ch
     complete = fake_slack.wait_for("files.completeUploadExternal")[0].args
     assert (complete["channel_id"], complete["thread_ts"]) == ("C1", card["ts"])
     assert len(fake_slack.world.uploaded_pngs()) == 1
-    done = next(m for m in thread if "succeeded" in m["text"])
-    assert done["metadata"]["event_payload"]["chart"] == "done"
+    summary = [m for m in thread if "Train loss: final" in m["text"]]
+    assert len(summary) == 1 and summary[0]["metadata"]["event_payload"]["chart"] == "done"
+    assert "Findings: none." in summary[0]["text"]  # the hand-queued warning is not an event
