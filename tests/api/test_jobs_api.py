@@ -80,7 +80,8 @@ def test_job_runs_to_success_with_metrics_events_and_notifications(
         "Step 5/10", "Step 10/10"]
     with live.runtime.db.session() as session:
         sent = OutboxRepository(session).for_job(job_id)
-    assert [n.state for n in sent] == ["sent"] * 3
+    assert [n.state for n in sent] == ["sent"] * 4
+    assert [n.kind for n in sent] == ["status"] * 3 + ["completion_summary"]
     assert scripted.calls.count("submit") == 1
 
 
