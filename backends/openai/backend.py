@@ -51,6 +51,7 @@ class OpenAIBackend:
         events_first_page: int = 10,
         adopt_scan: int = 100,
         status_max_age_s: float = 60.0,
+        pool_shards: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_concurrency = max_concurrency
@@ -63,6 +64,7 @@ class OpenAIBackend:
             max_retries=max_retries,
             events_page_size=events_page_size,
             events_first_page=events_first_page,
+            pool_shards=pool_shards,
         )
         self._files = FileUploader(
             self._client.writer,
