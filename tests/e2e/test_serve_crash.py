@@ -59,7 +59,10 @@ def test_sigkill_loses_nothing_and_sends_nothing_twice(serve: ServeProcess) -> N
         return all(http.get(f"/api/jobs/{j}").json()["status"] == "succeeded" for j in job_ids)
 
     _wait_for(all_done)
-    time.sleep(1.0)  # let the outbox drain its last rows
+    journal_file = serve.data_dir / "console-notifications.jsonl"
+    # three status posts and a completion summary (with its chart file) per job
+    _wait_for(lambda: len(journal_file.read_text().splitlines()) >= 12)
+    time.sleep(0.5)  # a 13th line would be a repeat
 
     for job_id in job_ids:
         metrics = http.get(f"/api/jobs/{job_id}/metrics").json()["data"]
@@ -75,8 +78,10 @@ def test_sigkill_loses_nothing_and_sends_nothing_twice(serve: ServeProcess) -> N
 
     printed = [line for line in serve.output().splitlines() if line.startswith("[tunebridge")]
     per_job = Counter(line.split()[2] for line in printed if line.split()[1] == "Job")
-    assert per_job == dict.fromkeys(job_ids, 3), printed
+    assert per_job == dict.fromkeys(job_ids, 4), printed
     assert len(printed) == len(set(printed)), "a notification was printed twice"
-    journal = (serve.data_dir / "console-notifications.jsonl").read_text().splitlines()
+    journal = journal_file.read_text().splitlines()
     keys = [json.loads(line)["dedupe_key"] for line in journal]
-    assert len(keys) == len(set(keys)) == 9
+    assert len(keys) == len(set(keys)) == 12
+    charts = [serve.data_dir / "charts" / f"{job_id}-loss.png" for job_id in job_ids]
+    assert all(chart.read_bytes().startswith(b"\x89PNG") for chart in charts)
