@@ -63,3 +63,40 @@ def test_chunking_never_changes_the_report(lines: list[bytes], chunk: int) -> No
     for start in range(0, len(data), chunk):
         validator.feed(data[start:start + chunk])
     assert validator.finish().as_dict() == validate_bytes(data, OPTIONS).as_dict()
+
+
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "developer", "tool", "bot"])},
+    optional={"content": st.sampled_from(["", " \n", "hi", "a b", None, 3, ["x"]]),
+              "weight": st.sampled_from([0, 1]), "name": st.just("n")})
+
+
+@given(st.lists(_message, max_size=6), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_plain_chat_fast_path_never_hides_a_problem(messages: list[dict[str, Any]],
+                                                     extra_key: bool) -> None:
+    from tunebridge.validation.records import all_record_problems, plain_chat_is_clean
+
+    record: dict[str, Any] = {"messages": messages} | ({"tools": []} if extra_key else {})
+    if plain_chat_is_clean(record):
+        assert list(all_record_problems(record, "chat", 1)) == []
+        assert WORDS.plain_messages(messages) == WORDS.messages(messages)
+
+
+@given(st.lists(st.sampled_from(["good", "long", "dup", "bad", "blank", "sys"]), max_size=60),
+       st.integers(min_value=1, max_value=300))
+@settings(max_examples=60, deadline=None)
+def test_counting_threads_give_the_inline_report(kinds: list[str], batch_chars: int) -> None:
+    """Deferred counts resolve in line order: same problems, same order, same statistics."""
+    lines = {"good": chat("q", "answer"), "long": chat("q", "word " * 40), "dup": chat(),
+             "bad": "{oops", "blank": "", "sys": {"messages": [
+                 {"role": "system", "content": "You are terse and exact."},
+                 {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}}
+    data = jsonl(*[lines[k] for k in kinds])
+    base: dict[str, Any] = {"backend": "openai", "model": "gpt-4o-mini", "context": 30,
+                            "max_reported": 25}
+    inline = validate_bytes(data, ValidationOptions(**base, token_threads=0))
+    threaded = validate_bytes(data, ValidationOptions(**base, token_threads=2,
+                                                      token_batch_chars=batch_chars))
+    assert threaded.as_dict() == inline.as_dict()
+    assert [p.as_dict() for p in threaded.problems] == [p.as_dict() for p in inline.problems]

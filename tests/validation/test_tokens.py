@@ -123,3 +123,26 @@ def test_tokenizer_json_counts_like_the_tokenizer_itself(tmp_path: Path) -> None
     count = tokenizer_json_counter(tmp_path / "tokenizer.json")
     assert count("hello world hello") == 3 and count("hello, world!") == 4
     assert count("") == 0
+
+
+def test_fast_counter_counts_like_tiktoken_on_arbitrary_text() -> None:
+    """The counter we use (bpe-openai) must give tiktoken's counts, tricky text included."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tunebridge.tokens import bpe_counter, tiktoken_counter
+
+    pairs = [(bpe_counter(name), tiktoken_counter(name)) for name in ("cl100k_base",
+                                                                       "o200k_base")]
+    if pairs[0][0] is None:
+        pytest.skip("bpe-openai is not installed; tiktoken counts directly")
+    tricky = st.sampled_from([" ", "  ", "\n", "\r\n", "\t", "'s", "'ll", "’", "...", "1234",
+                              "<|endoftext|>", "東京", "😀", "\u00a0", "é", "HTTP", "don't"])
+
+    @given(st.lists(st.text(max_size=12) | tricky, max_size=12).map("".join))
+    @settings(max_examples=500, deadline=None)
+    def same(text: str) -> None:
+        for fast, reference in pairs:
+            assert fast is not None and fast(text) == reference(text)
+
+    same()

@@ -48,16 +48,22 @@ def is_gzip(path: Path) -> bool:
 def validate_stream(stream: Any, options: ValidationOptions | None = None) -> ValidationReport:
     """Validate and close a binary stream (anything with `read(n)`)."""
     validator = StreamingValidator(options)
-    with stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            validator.feed(chunk)
-    return validator.finish()
+    try:
+        with stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                validator.feed(chunk)
+        return validator.finish()
+    finally:
+        validator.close()
 
 
 def validate_bytes(data: bytes, options: ValidationOptions | None = None) -> ValidationReport:
     validator = StreamingValidator(options)
-    validator.feed(data)
-    return validator.finish()
+    try:
+        validator.feed(data)
+        return validator.finish()
+    finally:
+        validator.close()
 
 
 def iter_objects(path: Path, max_line_bytes: int = 8 << 20

@@ -31,7 +31,8 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
 _INPUT_KEYS = frozenset({"messages"}) | _TOOL_KEYS
 
 
-def record_problems(record: dict[str, Any], fmt: str, line: int) -> Iterator[Problem]:
+def all_record_problems(record: dict[str, Any], fmt: str, line: int) -> Iterator[Problem]:
+    """Every check (the validator skips them for plain chat, see plain_chat_is_clean)."""
     yield from _unknown_keys(record, ALLOWED_KEYS[fmt], line, "")
     yield from _CHECKS[fmt](record, line)
 
@@ -41,6 +42,34 @@ def _unknown_keys(record: dict[str, Any], allowed: frozenset[str], line: int, pr
     for key in sorted(record.keys() - allowed):
         yield Problem("unknown_key", f"Unknown key {key!r}; allowed here: {sorted(allowed)}.",
                       line=line, field=f"{prefix}{key}")
+
+
+def plain_chat_is_clean(record: dict[str, Any]) -> bool:
+    """The common case, checked in one tight loop: only `messages`, each exactly {role,
+    content} with a system/user/assistant role and non-blank string content, in an order
+    `_order_problem` accepts, ending with the assistant. True means the full checks would
+    report nothing; False means nothing either way (the full checks then run)."""
+    if len(record) != 1:
+        return False
+    messages = record.get("messages")
+    if type(messages) is not list or not messages:
+        return False
+    previous = None
+    started = False
+    for message in messages:
+        if type(message) is not dict or len(message) != 2:
+            return False
+        role, content = message.get("role"), message.get("content")
+        if type(content) is not str or not content or content.isspace():
+            return False
+        if role == "user" or role == "assistant":
+            if role == previous or (role == "assistant" and not started):
+                return False
+            started = True
+        elif role != "system" or started:
+            return False
+        previous = role
+    return previous == "assistant"
 
 
 def _chat(record: dict[str, Any], line: int) -> Iterator[Problem]:

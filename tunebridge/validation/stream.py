@@ -15,20 +15,27 @@ import orjson
 from tunebridge.errors import Problem
 from tunebridge.tokens import TokenCounter, context_for_model, counter_for_model
 from tunebridge.validation.formats import (
+    CHAT,
     LOCAL,
     OPENAI,
     OPENAI_MIN_EXAMPLES,
+    PROMPT_COMPLETION,
+    TEXT,
     detect_format,
     format_supported,
     unsupported_format_problem,
 )
 from tunebridge.validation.hashes import DEFAULT_MAX_SLOTS, HashIndex, record_hash
 from tunebridge.validation.lines import LineSplitter
-from tunebridge.validation.records import record_problems
+from tunebridge.validation.pipeline import TokenPipeline
+from tunebridge.validation.records import all_record_problems, plain_chat_is_clean
 from tunebridge.validation.report import ValidationReport
 from tunebridge.validation.stats import TokenStats, example_tokens
 
 _BOM = b"\xef\xbb\xbf"
+# Formats whose token count is a plain sum of their texts' counts, so the texts can be counted
+# later, in a batch; preference pairs take a max of two answers and are counted at once.
+_ADDITIVE = frozenset({CHAT, PROMPT_COMPLETION, TEXT})
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class ValidationOptions:
     max_line_bytes: int = 8 << 20
     check_duplicates: bool = True
     hash_slots: int = DEFAULT_MAX_SLOTS
+    token_threads: int | None = None  # threads counting tokens beside parsing; 0: inline
+    token_batch_chars: int = 1 << 20  # text handed to a counting thread at a time
 
     def token_counter(self) -> TokenCounter | None:
         if self.counter is not None:
@@ -72,9 +81,30 @@ class StreamingValidator:
         self._context = self.options.token_context()
         if self._counter is not None:
             self.report.tokens = TokenStats(context=self._context)
+        self._pipeline = self._token_pipeline()
         self.hashes = HashIndex(self.options.hash_slots) if self.options.check_duplicates else None
         self._line = first_line - 1  # number of the last line taken
         self._offset = first_offset  # byte offset of the next line's start
+
+    def _token_pipeline(self) -> TokenPipeline | None:
+        counter, threads = self._counter, self.options.token_threads
+        if counter is None or counter.count_batch is None or threads == 0:
+            return None
+        self._deferring = counter.deferring()
+        return TokenPipeline(counter, counter.count_batch, self.report.add, self._count,
+                             threads=threads, batch_chars=self.options.token_batch_chars)
+
+    def _add(self, problem: Problem) -> None:
+        """Every problem goes through here, so that it keeps its place among deferred counts."""
+        if self._pipeline is not None:
+            self._pipeline.add_problem(problem)
+        else:
+            self.report.add(problem)
+
+    def close(self) -> None:
+        """Stop the counting threads (finish does; this is for a validation abandoned early)."""
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def feed(self, chunk: bytes) -> None:
         self.report.num_bytes += len(chunk)
@@ -84,6 +114,9 @@ class StreamingValidator:
     def finish(self, *, whole_file: bool = True) -> ValidationReport:
         for line in self._splitter.finish():
             self._take(line)
+        if self._pipeline is not None:
+            self._pipeline.drain()
+            self._pipeline.close()
         report = self.report
         if self.hashes is not None:
             report.duplicates_exact = self.hashes.exact
@@ -100,8 +133,8 @@ class StreamingValidator:
         end = self._offset + size + 1
         try:
             if isinstance(line, int):
-                report.add(Problem("line_too_long", f"Line is {size} bytes; the limit is "
-                                   f"{self.options.max_line_bytes}.", line=self._line))
+                self._add(Problem("line_too_long", f"Line is {size} bytes; the limit is "
+                                  f"{self.options.max_line_bytes}.", line=self._line))
             else:
                 self._check_line(line, self._line)
         finally:
@@ -109,13 +142,13 @@ class StreamingValidator:
 
     def _check_line(self, raw: bytes, line: int) -> None:
         if line == 1 and raw.startswith(_BOM):
-            self.report.add(Problem("bom", "The file starts with a UTF-8 byte-order mark; save "
-                                    "it without one.", line=1, column=1))
+            self._add(Problem("bom", "The file starts with a UTF-8 byte-order mark; save "
+                              "it without one.", line=1, column=1))
             raw = raw[len(_BOM):]
             self._offset += len(_BOM)
         if not raw.strip():
-            self.report.add(Problem("blank_line", "Blank line (ignored).", line=line,
-                                    severity="warning"))
+            self._add(Problem("blank_line", "Blank line (ignored).", line=line,
+                              severity="warning"))
             return
         record = self._parse(raw, line)
         if record is None:
@@ -128,11 +161,11 @@ class StreamingValidator:
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            self.report.add(_decode_problem(raw, line, self._offset, exc))
+            self._add(_decode_problem(raw, line, self._offset, exc))
             return None
         if not isinstance(record, dict):
-            self.report.add(Problem("not_object", "Each line must be a JSON object, not "
-                                    f"{type(record).__name__}.", line=line, column=1))
+            self._add(Problem("not_object", "Each line must be a JSON object, not "
+                              f"{type(record).__name__}.", line=line, column=1))
             return None
         return record
 
@@ -140,42 +173,66 @@ class StreamingValidator:
         fmt = detect_format(record)
         report = self.report
         if fmt is None:
-            report.add(Problem("unknown_format", "No known format: expected 'messages', "
-                               "'input'+'preferred_output'+'non_preferred_output', "
-                               "'prompt'+'chosen'+'rejected', 'prompt'+'completion' or 'text'; "
-                               f"got keys {sorted(record)[:10]}.", line=line))
+            self._add(Problem("unknown_format", "No known format: expected 'messages', "
+                              "'input'+'preferred_output'+'non_preferred_output', "
+                              "'prompt'+'chosen'+'rejected', 'prompt'+'completion' or 'text'; "
+                              f"got keys {sorted(record)[:10]}.", line=line))
             return None
         if report.format is None:
             report.format = fmt
             backend = self.options.backend
             if backend is not None and not format_supported(fmt, backend):
-                report.add(unsupported_format_problem(fmt, backend, line))
+                self._add(unsupported_format_problem(fmt, backend, line))
         elif fmt != report.format:
-            report.add(Problem("mixed_formats", f"This line is {fmt} but the file is "
-                               f"{report.format} (from its first example).", line=line))
+            self._add(Problem("mixed_formats", f"This line is {fmt} but the file is "
+                              f"{report.format} (from its first example).", line=line))
             return None
         return fmt
 
     def _check_record(self, record: dict[str, Any], fmt: str, line: int) -> None:
         report = self.report
         report.num_examples += 1
+        plain = fmt == CHAT and plain_chat_is_clean(record)
         clean = True
-        for problem in record_problems(record, fmt, line):
-            clean = clean and problem.severity != "error"
-            report.add(problem)
-        if clean and self._counter is not None and report.tokens is not None:
-            tokens = example_tokens(self._counter, record, fmt)
-            report.tokens.add(tokens)
-            if self._context is not None and tokens > self._context:
-                report.add(Problem("too_many_tokens", f"The example has {tokens} tokens; the "
-                                   f"model's context is {self._context}, so it would be "
-                                   "truncated.", line=line))
+        if not plain:
+            for problem in all_record_problems(record, fmt, line):
+                clean = clean and problem.severity != "error"
+                self._add(problem)
+        if clean and self._counter is not None:
+            self._tokens(record, fmt, line, plain)
         if self.hashes is not None:
             first = self.hashes.add(record_hash(record), line)
             if first is not None:
                 report.duplicates += 1
-                report.add(Problem("duplicate_example", f"Line {line} duplicates line {first}.",
-                                   line=line, severity="warning"))
+                self._add(Problem("duplicate_example", f"Line {line} duplicates line {first}.",
+                                  line=line, severity="warning"))
+
+
+    def _tokens(self, record: dict[str, Any], fmt: str, line: int, plain: bool) -> None:
+        counter = self._counter
+        assert counter is not None
+        if self._pipeline is None:
+            tokens = (counter.plain_messages(record["messages"]) if plain
+                      else example_tokens(counter, record, fmt))
+            self._count(line, tokens)
+        elif fmt in _ADDITIVE:
+            deferring = self._deferring
+            texts: list[str] = []
+            deferring.texts = texts
+            known = (deferring.plain_messages(record["messages"]) if plain
+                     else example_tokens(deferring, record, fmt))
+            self._pipeline.add_example(line, known, texts)
+        else:
+            self._pipeline.add_example(line, example_tokens(counter, record, fmt), [])
+
+    def _count(self, line: int, tokens: int) -> None:
+        """An example's token count, in line order (straight away, or as its batch resolves)."""
+        assert self.report.tokens is not None
+        self.report.tokens.add(tokens)
+        if self._context is not None and tokens > self._context:
+            self.report.add(Problem("too_many_tokens", f"The example has {tokens} tokens; the "
+                                    f"model's context is {self._context}, so it would be "
+                                    "truncated.", line=line))
 
 
 def add_file_problems(report: ValidationReport, backend: str | None) -> None:
