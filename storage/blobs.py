@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -47,11 +48,13 @@ class BlobStore:
             raise
 
     async def stage_async(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StagedBlob:
+        """Hashing and writing run in a worker thread (both release the GIL), so a hundred
+        concurrent uploads do not stall the event loop that answers everyone else."""
         writer = _StagingWriter(self._staging, max_bytes)
         try:
             async for chunk in chunks:
-                writer.write(chunk)
-            return writer.finish()
+                await asyncio.to_thread(writer.write, chunk)
+            return await asyncio.to_thread(writer.finish)
         except BaseException:
             writer.abort()
             raise

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 
 from fastapi import APIRouter, Query, Request, Response
@@ -23,6 +24,17 @@ from tunebridge.runtime import Runtime
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
 CHUNK = 1 << 20
+# Validation is CPU-bound Python: many at once would starve the event loop of the GIL (Slack's
+# 3 s ack, reads). Two at a time keep the cores busy; further uploads wait, already staged.
+VALIDATION_SLOTS = 2
+
+
+def _validation_gate(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    if getattr(state, "validation_gate", None) is None:
+        state.validation_gate = asyncio.Semaphore(VALIDATION_SLOTS)
+    gate: asyncio.Semaphore = state.validation_gate
+    return gate
 
 
 async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -84,10 +96,11 @@ async def upload_dataset(
     (`Content-Encoding: gzip`, a `.jsonl.gz` name, or gzip bytes) is decompressed while
     streaming, with a decompression-bomb guard (`max_gzip_ratio`)."""
     staged, name = await stage_upload(request, runtime, filename)
-    stored = await run_in_threadpool(
-        lambda: datasets.store_dataset(
-            db=runtime.db, blobs=runtime.blobs, clock=runtime.clock, staged=staged,
-            filename=name, creator=f"key:{key.name}", limits=runtime.validation_limits))
+    async with _validation_gate(request):
+        stored = await run_in_threadpool(
+            lambda: datasets.store_dataset(
+                db=runtime.db, blobs=runtime.blobs, clock=runtime.clock, staged=staged,
+                filename=name, creator=f"key:{key.name}", limits=runtime.validation_limits))
     if not stored.created:
         response.status_code = 200
     return DatasetPublic.model_validate(stored.dataset)

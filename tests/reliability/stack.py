@@ -27,6 +27,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 
 OPENAI_MODEL = "gpt-4o-mini-2024-07-18"
+START_TIMEOUT_S = 120  # a loaded CI machine imports the whole stack slowly
 TABLES = (Dataset, Job, JobEvent, MetricPoint, Notification, ApiKey, AuditLog, IdempotencyRecord)
 
 
@@ -100,9 +101,12 @@ class Stack:
                 "Authorization": f"Bearer {self.serve.admin_key()}"})
         return self._http
 
+    def start(self) -> None:
+        self.serve.start(timeout=START_TIMEOUT_S)
+
     def restart_after_kill(self) -> None:
         self.serve.kill()
-        self.serve.start()
+        self.start()
 
     def upload(self, data: bytes) -> str:
         response = self.http.post("/api/datasets", content=data)

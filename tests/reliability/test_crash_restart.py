@@ -62,7 +62,7 @@ def _staged_bytes(stack: Stack) -> int:
 
 
 def test_kill_mid_upload_leaves_no_dataset(stack: Stack) -> None:
-    stack.serve.start()
+    stack.start()
     thread, release = _half_upload(stack, 40 << 20)
     wait_for(lambda: _staged_bytes(stack) > 8 << 20, what="half the upload staged")
     stack.restart_after_kill()
@@ -78,7 +78,7 @@ def test_kill_mid_upload_leaves_no_dataset(stack: Stack) -> None:
 
 
 def test_kill_between_provider_create_and_commit_then_mid_poll(stack: Stack) -> None:
-    stack.serve.start()
+    stack.start()
     openai = stack.openai
     dataset_id = stack.upload(_dataset())
 
@@ -115,7 +115,7 @@ def test_kill_between_provider_create_and_commit_then_mid_poll(stack: Stack) -> 
 
 
 def test_kill_mid_outbox_send_delivers_every_notification_once_in_order(stack: Stack) -> None:
-    stack.serve.start()
+    stack.start()
     openai, slack = stack.openai, stack.slack
     dataset_id = stack.upload(_dataset())
     post = slack.hold_next("chat.postMessage")  # Slack posts the card, serve never hears back
