@@ -175,7 +175,7 @@ def test_two_replicas_one_tick_at_a_time_takeover_on_sigkill_and_each_post_once(
                 rows = list(session.exec(select(Notification)))
             return rows if rows and all(r.state == "sent" for r in rows) else None
 
-        rows = wait_for(outbox_settled, "the outbox to drain", timeout=30)
+        rows = wait_for(outbox_settled, "the outbox to drain", timeout=60)
         polls = read_polls(trace)
     finally:
         for replica in replicas:
