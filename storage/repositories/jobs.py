@@ -28,7 +28,8 @@ class JobRepository:
             statement = statement.with_for_update()
             if self.session.get_bind().dialect.name == "sqlite":
                 self.session.exec(update(Job).where(col(Job.id) == job_id)
-                                  .values(updated_at=Job.updated_at))
+                                  .values(updated_at=Job.updated_at)
+                                  .execution_options(synchronize_session=False))
         return self.session.exec(statement).first()
 
     def by_external_id(self, backend: str, external_id: str) -> Job | None:
