@@ -3,6 +3,9 @@
 The seed monitors a job with `client.fine_tuning.jobs.retrieve(job.id)` in a sequential loop;
 a scheduler doing that for every job pays one round trip per job, back to back. Ours polls all
 jobs concurrently under one semaphore, and does more per job (status *and* new events, paged).
+With the round trips overlapped, a cycle is bound by this process's CPU per request, which is
+what `pool_shards` (several small connection pools) and raw, pydantic-core parsing cut;
+`--pool-shards 1` shows the single-pool client for comparison.
 
 The fake OpenAI server runs in its own process (as the real API would) with a per-request
 latency that models the network round trip; both loops run against the same jobs in the same
@@ -10,6 +13,7 @@ run. The bench asserts that every event reached us exactly once and that the num
 in flight at the server never exceeded the backend's bound.
 
     .venv/bin/python bench/poll.py [--jobs 1000] [--latency-ms 30] [--concurrency 32]
+                                   [--pool-shards 4]
 """
 
 from __future__ import annotations
@@ -163,11 +167,12 @@ async def run(args: argparse.Namespace) -> None:
     news, so the status read is skipped); and our worst case (status always read)."""
     fake = FakeProcess(args.jobs, args.latency_ms / 1000)
     ledger = Ledger(fake.job_ids)
-    url, bound = fake.base_url, args.concurrency
+    url, bound, shards = fake.base_url, args.concurrency, args.pool_shards
     try:
         async with (
-            OpenAIBackend(API_KEY, url, max_concurrency=bound) as backend,
-            OpenAIBackend(API_KEY, url, max_concurrency=bound, status_max_age_s=0) as eager,
+            OpenAIBackend(API_KEY, url, max_concurrency=bound, pool_shards=shards) as backend,
+            OpenAIBackend(API_KEY, url, max_concurrency=bound, pool_shards=shards,
+                          status_max_age_s=0) as eager,
         ):
             first = await timed_cycle(backend, ledger, fake)  # from no cursor: all history
             fake.ask("advance_all", args.ticks)  # some training happens between cycles
@@ -185,7 +190,8 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace, baseline: float, cycles: dict[str, dict[str, Any]]) -> None:
-    print(f"jobs={args.jobs} latency={args.latency_ms} ms/request concurrency={args.concurrency}")
+    print(f"jobs={args.jobs} latency={args.latency_ms} ms/request concurrency={args.concurrency}"
+          f" pool_shards={args.pool_shards}")
     print(f"seed loop, sequential retrieve: {baseline:6.2f} s  ({args.jobs} requests)")
     for name, c in cycles.items():
         label = f"ours, {name}:"
@@ -201,6 +207,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=30.0, help="modelled round trip")
     parser.add_argument("--concurrency", type=int, default=32, help="the backend's default")
+    parser.add_argument("--pool-shards", type=int, default=4, help="the backend's default")
     parser.add_argument("--ticks", type=int, default=3, help="training steps between cycles")
     asyncio.run(run(parser.parse_args()))
 
