@@ -43,6 +43,9 @@ class RunawayDefaults:
     time_budget_s: float | None = None
     max_cost_usd: float | None = None
     overrun_factor: float | None = 3.0
+    # ...and this far past the estimate at least: a short job's start-up (loading the model)
+    # is not a runaway.
+    overrun_min_s: float = 600.0
     gpu_hour_usd: float | None = None
     auto_cancel: bool = False
 
@@ -54,6 +57,7 @@ class RunawayPolicy:
     overrun_factor: float | None
     gpu_hour_usd: float | None
     auto_cancel: bool
+    overrun_min_s: float = 0.0
     cost_cap_from_job: bool = False  # the job set its own cap (else it is the server's)
 
 
@@ -98,7 +102,8 @@ def policy_for(options: Mapping[str, Any], defaults: RunawayDefaults) -> Runaway
     return RunawayPolicy(
         time_budget_s=budget if budget is not None else defaults.time_budget_s,
         max_cost_usd=cap if cap is not None else defaults.max_cost_usd,
-        overrun_factor=defaults.overrun_factor, gpu_hour_usd=defaults.gpu_hour_usd,
+        overrun_factor=defaults.overrun_factor, overrun_min_s=defaults.overrun_min_s,
+        gpu_hour_usd=defaults.gpu_hour_usd,
         auto_cancel=cancel if isinstance(cancel, bool) else defaults.auto_cancel,
         cost_cap_from_job=cap is not None)
 
@@ -119,7 +124,7 @@ def check(job: Job, *, now: datetime, fraction: float | None,
             f"Running for {duration_text(elapsed)}, past its time budget of "
             f"{duration_text(budget)}.",
             {"elapsed_s": round(elapsed, 1), "budget_s": budget}))
-    overrun = _overrun(job, elapsed, policy.overrun_factor)
+    overrun = _overrun(job, elapsed, policy)
     if overrun is not None:
         findings.append(overrun)
     cost = _cost(job, elapsed, fraction, policy, unchecked)
@@ -135,9 +140,12 @@ def estimated_duration_s(estimate: Mapping[str, Any] | None) -> float | None:
     return hours * 3600 if hours else None
 
 
-def _overrun(job: Job, elapsed: float, factor: float | None) -> RunawayFinding | None:
+def _overrun(job: Job, elapsed: float, policy: RunawayPolicy) -> RunawayFinding | None:
     expected = estimated_duration_s(job.estimate)
-    if not factor or expected is None or elapsed <= factor * expected:
+    factor = policy.overrun_factor
+    if not factor or expected is None:
+        return None
+    if elapsed <= max(factor * expected, expected + policy.overrun_min_s):
         return None
     return RunawayFinding(
         RunawayKind.OVERRUN,

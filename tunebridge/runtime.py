@@ -114,6 +114,7 @@ def runaway_defaults(settings: Settings) -> RunawayDefaults:
     return RunawayDefaults(
         time_budget_s=settings.max_runtime_s, max_cost_usd=settings.max_cost_usd,
         overrun_factor=settings.runaway_overrun_factor,
+        overrun_min_s=settings.runaway_overrun_min_s,
         gpu_hour_usd=settings.local_gpu_hour_usd, auto_cancel=settings.auto_cancel_runaway)
 
 

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_runtime_s: float | None = Field(default=None, gt=0, description="running-time budget")
     runaway_overrun_factor: float | None = Field(
         default=3.0, gt=1, description="flag a job running this many times its estimate")
+    runaway_overrun_min_s: float = Field(
+        default=600.0, ge=0, description="...and at least this many seconds past it")
     local_gpu_hour_usd: float | None = Field(
         default=None, ge=0, description="price of one device-hour; without it local jobs' "
         "cost is not checked against a cap")

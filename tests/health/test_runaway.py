@@ -58,6 +58,11 @@ def test_overrun_is_judged_against_the_estimated_duration_and_the_factor() -> No
                  defaults=RunawayDefaults(overrun_factor=2)) == [RunawayKind.OVERRUN]
     assert kinds(row, after_s=10 * 3600, defaults=RunawayDefaults(overrun_factor=None)) == []
     assert kinds(job(), after_s=10 * 3600) == []  # no estimate, no overrun
+    short = job(estimate={"gpu_time": {"wall_hours": 5 / 3600}})  # start-up dominates
+    assert kinds(short, after_s=600) == []
+    assert kinds(short, after_s=606) == [RunawayKind.OVERRUN]
+    assert kinds(short, after_s=16, defaults=RunawayDefaults(overrun_min_s=0)) == [
+        RunawayKind.OVERRUN]
 
 
 def test_openai_cost_uses_billed_tokens_when_the_provider_reports_them() -> None:

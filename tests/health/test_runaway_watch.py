@@ -162,8 +162,8 @@ def test_server_defaults_apply_unless_the_job_opts_out(
     assert get_job(db=runtime.db, job_id=opted_out).status == "running"
 
 
-@pytest.mark.parametrize("runtime", [{"local_gpu_hour_usd": 36.0,
-                                      "runaway_overrun_factor": 3.0}], indirect=True)
+@pytest.mark.parametrize("runtime", [{"local_gpu_hour_usd": 36.0, "runaway_overrun_factor": 3.0,
+                                      "runaway_overrun_min_s": 0.0}], indirect=True)
 def test_overrun_and_device_cost_are_each_flagged_once(
         live: LiveApi, clock: ManualClock, chat_jsonl: bytes, tmp_path: Path) -> None:
     runtime = live.runtime
