@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 # The second key is the schema, so deployments (and test schemas) sharing one database never
 # contend for each other's lock.
-_TRY = text("SELECT pg_try_advisory_lock(hashtext(:name), hashtext(current_schema()))")
-_UNLOCK = text("SELECT pg_advisory_unlock(hashtext(:name), hashtext(current_schema()))")
+_KEYS = "hashtext(:name), hashtext(coalesce(current_schema(), ''))"
+_TRY = text(f"SELECT pg_try_advisory_lock({_KEYS})")
+_UNLOCK = text(f"SELECT pg_advisory_unlock({_KEYS})")
 
 
 class TickLock(Protocol):
