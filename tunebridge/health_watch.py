@@ -59,15 +59,19 @@ def schedule_for(job: Job) -> LrSchedule | None:
     peak = _number(hp.get("learning_rate"))
     if job.backend == "openai" or not peak:
         return None
-    try:
-        kind = ScheduleType(str(hp.get("lr_scheduler_type") or ScheduleType.LINEAR))
+    name = str(hp.get("lr_scheduler_type") or ScheduleType.LINEAR)
+    try:  # HF's "constant" ignores warm-up; "constant_with_warmup" ramps first
+        kind = ScheduleType(name.removesuffix("_with_warmup"))
     except ValueError:
         return None
-    warmup_steps = _number(hp.get("warmup_steps"))
+    warmup_steps = _number(hp.get("warmup_steps")) or None  # HF: 0 defers to the ratio
     ratio = _number(hp.get("warmup_ratio"))
+    if name == ScheduleType.CONSTANT:
+        warmup_steps, ratio = 0.0, None
     max_steps = _number(hp.get("max_steps"))
     return LrSchedule(
-        type=kind, peak_lr=peak, warmup_steps=int(warmup_steps) if warmup_steps else None,
+        type=kind, peak_lr=peak,
+        warmup_steps=int(warmup_steps) if warmup_steps is not None else None,
         warmup_ratio=ratio, total_steps=int(max_steps) if max_steps else None)
 
 

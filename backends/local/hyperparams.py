@@ -28,6 +28,7 @@ SFT_DEFAULTS: dict[str, Any] = {
     "eval_steps": None,  # None: about ten evaluations per run
     "early_stopping_patience": None,
     "seed": 42,
+    "lr_scheduler_type": "linear",  # HF's default; "constant" has no warm-up
 }
 DPO_DEFAULTS: dict[str, Any] = {
     **SFT_DEFAULTS,
@@ -44,6 +45,8 @@ _INT_KEYS = {
 _FLOAT_KEYS = {"learning_rate", "warmup_ratio", "weight_decay", "lora_dropout", "beta"}
 _POSITIVE = _INT_KEYS - {"seed"} | {"learning_rate", "beta"}
 _UNIT_INTERVAL = {"warmup_ratio", "lora_dropout"}
+_CHOICES = {"lr_scheduler_type": ("linear", "cosine", "cosine_with_restarts", "polynomial",
+                                  "constant", "constant_with_warmup")}
 
 
 class HyperparameterError(ValueError):
@@ -82,6 +85,10 @@ def resolve(method: str, given: Mapping[str, Any], seed: int | None = None) -> R
 
 
 def _coerce(key: str, raw: Any) -> Any:
+    if key in _CHOICES:
+        if raw not in _CHOICES[key]:
+            raise HyperparameterError(key, f"must be one of {list(_CHOICES[key])}, got {raw!r}")
+        return raw
     if isinstance(raw, bool):
         raise HyperparameterError(key, f"expected a number, got {raw!r}")
     try:

@@ -43,6 +43,7 @@ def common_args(
         "gradient_accumulation_steps": hp["gradient_accumulation_steps"],
         "learning_rate": hp["learning_rate"],
         "warmup_steps": hp["warmup_ratio"],  # a float < 1 is a ratio of total steps
+        "lr_scheduler_type": hp["lr_scheduler_type"],
         "weight_decay": hp["weight_decay"],
         "seed": hp["seed"],
         "data_seed": hp["seed"],

@@ -59,11 +59,26 @@ def _job(backend: str, **hyperparameters: Any) -> Job:
     (_job("local", learning_rate=1e-4, warmup_ratio=0.0, lr_scheduler_type="cosine",
           max_steps=500), LrSchedule(ScheduleType.COSINE, peak_lr=1e-4, warmup_ratio=0.0,
                                      total_steps=500)),
-    (_job("local", learning_rate=1e-4, warmup_steps=20, lr_scheduler_type="constant"),
+    (_job("local", learning_rate=1e-4, warmup_steps=20,
+          lr_scheduler_type="constant_with_warmup"),
      LrSchedule(ScheduleType.CONSTANT, peak_lr=1e-4, warmup_steps=20)),
+    (_job("local", learning_rate=1e-4, warmup_ratio=0.03, lr_scheduler_type="constant"),
+     LrSchedule(ScheduleType.CONSTANT, peak_lr=1e-4, warmup_steps=0)),
     (_job("local", learning_rate=1e-4, lr_scheduler_type="polynomial"), None),
     (_job("openai", learning_rate_multiplier=2.0), None),
 ])
 def test_the_schedule_comes_from_the_jobs_hyperparameters(job: Job,
                                                           expected: LrSchedule | None) -> None:
     assert schedule_for(job) == expected
+
+
+def test_the_local_trainer_takes_the_configured_scheduler_type() -> None:
+    """The schedule the check expects is the one the local trainer runs (it used to drop
+    `lr_scheduler_type` and always run linear, which the check then rightly flagged)."""
+    from backends.local.hyperparams import HyperparameterError, resolve
+
+    assert resolve("sft", {}).values["lr_scheduler_type"] == "linear"
+    resolved = resolve("sft", {"lr_scheduler_type": "cosine"})
+    assert resolved.values["lr_scheduler_type"] == "cosine" and resolved.ignored == ()
+    with pytest.raises(HyperparameterError, match="lr_scheduler_type"):
+        resolve("sft", {"lr_scheduler_type": "sawtooth"})
