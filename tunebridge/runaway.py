@@ -162,7 +162,8 @@ def _cost(job: Job, elapsed: float, fraction: float | None, policy: RunawayPolic
     spent, basis = (_openai_cost(job, fraction) if job.backend == "openai"
                     else _device_cost(job, elapsed, policy.gpu_hour_usd))
     if spent is None:
-        unchecked.append(f"cost cap ${cap:,.2f} not checked: {basis}")
+        if basis:
+            unchecked.append(f"cost cap ${cap:,.2f} not checked: {basis}")
         return None
     if spent <= cap:
         return None
@@ -191,7 +192,7 @@ def _openai_cost(job: Job, fraction: float | None) -> tuple[float | None, str]:
     if estimated is None:
         return None, f"no price or estimate for {job.base_model}"
     if fraction is None:
-        return None, "no billed tokens and no progress reported yet"
+        return None, ""  # nothing reported yet: judged on a later poll, nothing to say
     return estimated * fraction, f"estimate x {fraction:.0%} of planned steps"
 
 

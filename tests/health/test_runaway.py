@@ -86,7 +86,7 @@ def test_openai_cost_without_billed_tokens_pro_rates_the_estimate() -> None:
     assert kinds(row, after_s=10, fraction=1.3) == [RunawayKind.COST_CAP]  # ran past its plan
     result = check(row, now=START, fraction=None, policy=policy_for(row.options,
                                                                     RunawayDefaults()))
-    assert result.findings == [] and "no billed tokens" in result.unchecked[0]
+    assert result.findings == [] and result.unchecked == []  # too early to say anything
 
 
 def test_a_job_approved_above_the_server_cap_is_held_to_its_estimate() -> None:
