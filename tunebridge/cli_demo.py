@@ -91,6 +91,7 @@ def demo(
         points = _metrics(runtime, job.id)
         _summary(job, points, _events(runtime, job.id, kind="health"), elapsed)
         _artifacts(job, points)
+        _notifications(runtime)
     finally:
         runtime.close()
     raise typer.Exit(0 if job.status == "succeeded" else 1)
@@ -198,10 +199,9 @@ async def _poll(runtime: Any, job_id: str) -> Job:
 def _show(runtime: Any, job: Job, progress: Progress, task: Any, seen: Seen) -> None:
     for event in _events(runtime, job.id, after=seen.after_event):
         seen.after_event = event.id
-        if event.kind in ("backend", "health", "status"):
-            colour = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            progress.console.print(f"[{colour}]{event.created_at:%H:%M:%S}[/] {event.message}",
-                                   soft_wrap=True)
+        colour = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
+        progress.console.print(f"[{colour}]{event.created_at:%H:%M:%S}[/] {event.message}",
+                               soft_wrap=True)
     for point in _metrics(runtime, job.id, after_step=seen.step):
         if point.train_loss is not None:
             seen.step, seen.loss = point.step, point.train_loss
@@ -287,3 +287,10 @@ def _artifacts(job: Job, points: list[MetricPoint]) -> None:
     chart = run_dir / "loss.png"
     chart.write_bytes(png)
     out.print(f"loss chart: {chart}", soft_wrap=True)
+
+
+def _notifications(runtime: Any) -> None:
+    """Deliver what the job queued (status changes, findings, the completion summary) here, as
+    serve does without Slack; left in the outbox, a later `serve` on this data dir would."""
+    out.print("\n[bold]notifications[/] (what `serve` posts to Slack when it is configured):")
+    asyncio.run(runtime.sender.drain())
