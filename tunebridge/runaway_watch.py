@@ -8,6 +8,7 @@ audited like any other cancel with actor "tunebridge" from source "policy".
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlmodel import Session
@@ -18,7 +19,7 @@ from storage.repositories.metrics import MetricRepository
 from storage.tables import AuditLog, Job, JobEvent
 from tunebridge import runaway
 from tunebridge.lifecycle import apply_transition, notify
-from tunebridge.runaway import RunawayDefaults, RunawayFinding, RunawayPolicy
+from tunebridge.runaway import RunawayDefaults, RunawayFinding, RunawayKind, RunawayPolicy
 from tunebridge.status import TRANSITIONS, JobStatus
 
 WATCHED = frozenset({JobStatus.RUNNING, JobStatus.PAUSED})
@@ -26,11 +27,19 @@ ACTOR, SOURCE = "tunebridge", "policy"
 
 
 def watch(session: Session, job: Job, *, now: datetime, defaults: RunawayDefaults) -> None:
-    if JobStatus(job.status) not in WATCHED:
+    """Running jobs: every limit, and cancel when the policy says. A job that has just
+    succeeded with a billed-token count (OpenAI reports it only then): the cost cap alone."""
+    status = JobStatus(job.status)
+    finished = status is JobStatus.SUCCEEDED and bool((job.result or {}).get("trained_tokens"))
+    if status not in WATCHED and not finished:
         return
     policy = runaway.policy_for(job.options, defaults)
     result = runaway.check(job, now=now, fraction=_fraction(session, job, policy),
                            policy=policy)
+    if finished:
+        costs = [f for f in result.findings if f.kind is RunawayKind.COST_CAP]
+        result = runaway.RunawayCheck(costs, [])
+        policy = replace(policy, auto_cancel=False)
     events = JobEventRepository(session)
     for note in result.unchecked:
         key = f"runaway:unchecked:{note.split(':')[0]}"[:200]
@@ -65,8 +74,12 @@ def _flag_once(session: Session, events: JobEventRepository, job: Job, finding: 
             "mention_oncall": True, "mention_creator": True}
     events.add(JobEvent(job_id=job.id, kind="runaway", level="warning", message=finding.message,
                         dedupe_key=key, data=data, created_at=now))
-    then = ("It is being cancelled (runaway policy)." if policy.auto_cancel
-            else "On-call: cancel it if it should not go on.")
+    if JobStatus(job.status).is_terminal:
+        then = "It has finished."
+    elif policy.auto_cancel:
+        then = "It is being cancelled (runaway policy)."
+    else:
+        then = "On-call: cancel it if it should not go on."
     notify(session, job, kind="runaway", dedupe_key=f"{job.id}:{key}",
            text=f"Runaway job {job.id} ({finding.kind}): {finding.message} {then}",
            now=now, data=data)
