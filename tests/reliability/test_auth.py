@@ -90,6 +90,8 @@ def test_keys_and_slack_signatures_let_nobody_in_and_change_nothing(
              if codes[:-1] != [401] * 6 or codes[-1] not in (401, 403)}
     assert wrong == {}, wrong
     assert sum(codes[-1] == 403 for codes in refusals.values()) >= len(routes) - 2
+    print(f"auth: {len(routes)} operations x 7 bad credentials, "
+          f"{sum(c[-1] == 403 for c in refusals.values())} answered 403 to the wrong scope")
 
     slack = SignedSlack(live.url, fake_slack.response_url())
     legit = slack.command_body(f"cancel {jobs[0]}", user=ADMIN)

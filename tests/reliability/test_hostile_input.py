@@ -78,15 +78,12 @@ class RssWatch:
         self._thread.join(2)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """SQLite only: what is tested here happens before any row is written."""
-    yield f"sqlite:///{tmp_path / 'tunebridge.db'}"
-
-
-@pytest.fixture
-def serve(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
-    process = ServeProcess(tmp_path / "var", database_url,
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One server for the module, on SQLite: what is tested here happens before any row is
+    written, and a start costs seconds of CI time."""
+    root = tmp_path_factory.mktemp("hostile")
+    process = ServeProcess(root / "var", f"sqlite:///{root / 'tunebridge.db'}",
                            TUNEBRIDGE_MAX_LINE_BYTES=str(MAX_LINE),
                            TUNEBRIDGE_MAX_UPLOAD_BYTES=str(64 << 20))
     process.start(timeout=START_TIMEOUT_S)
@@ -133,7 +130,8 @@ def test_malformed_corpus_gets_line_numbered_4xx_and_memory_stays_bounded(
     assert list(blobs.rglob("*.jsonl")) == [], "a refused file was kept"
 
 
-def test_uploaded_file_names_never_touch_paths(serve: ServeProcess, tmp_path: Path) -> None:
+def test_uploaded_file_names_never_touch_paths(serve: ServeProcess) -> None:
+    tmp_path = serve.data_dir.parent
     http = httpx.Client(base_url=serve.url, timeout=30,
                         headers={"Authorization": f"Bearer {serve.admin_key()}"})
     names = ["../../etc/passwd", "/tmp/evil.jsonl", "..\\..\\windows\\win.ini",
