@@ -30,6 +30,17 @@ _TRY = text(f"SELECT pg_try_advisory_lock({_KEYS})")
 _UNLOCK = text(f"SELECT pg_advisory_unlock({_KEYS})")
 
 
+_MIGRATE = text(f"SELECT pg_advisory_xact_lock({_KEYS})")
+
+
+def hold_for_migration(connection: Connection) -> None:
+    """Replicas starting together on an empty database migrate one after the other: the
+    first takes this transaction-level lock and creates the schema, the others wait for its
+    commit and then find the schema at head. No-op on SQLite (one process)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_MIGRATE, {"name": "migrate"})
+
+
 class TickLock(Protocol):
     """Taken before a unit of scheduled work, released after it."""
 

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from storage.leadership import hold_for_migration
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -22,6 +24,7 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with engine.begin() as connection:
+        hold_for_migration(connection)  # replicas starting at once: one migrates, others wait
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

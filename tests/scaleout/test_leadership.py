@@ -3,6 +3,9 @@ lock that keeps SQLite to one scheduler."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from storage import migration
 from storage.database import build_engine
 from storage.leadership import (
     AdvisoryLock,
@@ -20,6 +24,7 @@ from storage.leadership import (
     tick_lock,
 )
 from tests.conftest import POSTGRES_ADMIN
+from tests.e2e.serve_process import REPO
 
 
 @pytest.fixture
@@ -97,3 +102,32 @@ def test_sqlite_has_one_scheduler_per_file(tmp_path: Path) -> None:
     assert again is not None
     again.acquire()
     again.release()
+
+
+MIGRATE = """
+import pathlib, sys, time
+from storage import migration
+from storage.database import build_engine
+url, here, n = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
+engine = build_engine(url)
+(here / f"ready-{sys.argv[4]}").touch()
+while len(list(here.glob("ready-*"))) < n:  # all imported: migrate at the same moment
+    time.sleep(0.01)
+migration.upgrade(engine)
+print(migration.current_revision(engine))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_replicas_starting_together_migrate_one_after_the_other(
+        database_url: str, tmp_path: Path) -> None:
+    """Separate processes, as replicas are (Alembic's context is per process)."""
+    count = 3
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", MIGRATE, database_url, str(tmp_path), str(count), str(index)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for index in range(count)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * count, [err[-800:] for _, err in results]
+    assert [out.strip() for out, _ in results] == [migration.head_revision()] * count

@@ -14,6 +14,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,11 @@ def _replica(tmp_path: Path, name: str, database_url: str, slack: FakeSlack) -> 
            recording_backend.POLL_SECONDS: str(POLL_S)})
 
 
+def _admin_key(replicas: list[ServeProcess]) -> str:
+    """Whichever replica found the database empty minted the bootstrap key (maybe both)."""
+    return next(r.admin_key() for r in replicas if (r.data_dir / "admin.key").exists())
+
+
 def _posted_keys(door: FakeSlack) -> list[str]:
     keys = []
     for call in door.calls_to("chat.postMessage"):
@@ -139,10 +145,10 @@ def test_two_replicas_one_tick_at_a_time_takeover_on_sigkill_and_each_post_once(
                 for name, door in zip(("a", "b"), slack_doors, strict=True)]
     db = Database(database_url)
     try:
-        for replica in replicas:
-            replica.start(timeout=START_S)
+        with ThreadPoolExecutor(len(replicas)) as pool:  # started together, as in a rollout
+            list(pool.map(lambda replica: replica.start(timeout=START_S), replicas))
         http = httpx.Client(base_url=replicas[1].url, timeout=30,
-                            headers={"Authorization": f"Bearer {replicas[0].admin_key()}"})
+                            headers={"Authorization": f"Bearer {_admin_key(replicas)}"})
         dataset = http.post("/api/datasets", content=jsonl(
             [chat_line(f"q{i}", f"a{i}") for i in range(12)])).json()["id"]
         job_ids = [http.post("/api/jobs", json={
