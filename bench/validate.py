@@ -75,7 +75,7 @@ def run_json_loads(path: Path, model: str) -> dict[str, Any]:
     return {"examples": count}
 
 
-def run_ours(path: Path, model: str, tokens: bool = True, threads: int | None = None
+def run_ours(path: Path, model: str, tokens: bool = True, threads: int = 0
              ) -> dict[str, Any]:
     from tunebridge.validation import ValidationOptions, validate_stream
 
@@ -174,10 +174,18 @@ VARIANTS = {"json_loads": run_json_loads, "ours_structure": run_structure,
 def child(variant: str, path: Path, model: str) -> None:
     """Runs one variant; prints seconds, peak RSS and its result as one JSON line."""
     if variant in ("ours_full", "ours_threads", "cookbook"):  # load encodings outside timing
-        from tunebridge.tokens import encoding_counter, encoding_name_for_model, tiktoken_counter
+        from tunebridge.tokens import (
+            encoding_batch_counter,
+            encoding_counter,
+            encoding_name_for_model,
+            tiktoken_counter,
+        )
 
-        warm = tiktoken_counter if variant == "cookbook" else encoding_counter
-        warm(encoding_name_for_model(model))("warm up")
+        name = encoding_name_for_model(model)
+        (tiktoken_counter if variant == "cookbook" else encoding_counter)(name)("warm up")
+        batch = encoding_batch_counter(name) if variant == "ours_threads" else None
+        if batch is not None:
+            batch(["warm up"])  # the threads count with tiktoken
     start, cpu = time.perf_counter(), time.process_time()
     result = VARIANTS[variant](path, model)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu

@@ -7,7 +7,6 @@ list, a bounded histogram of token counts and a bounded hash table for duplicate
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +51,10 @@ class ValidationOptions:
     max_line_bytes: int = 8 << 20
     check_duplicates: bool = True
     hash_slots: int = DEFAULT_MAX_SLOTS
-    # Threads counting tokens beside parsing; 0: inline; None: inline on machines of one or
-    # two cores, where the threads only contend with the parsing thread (measured: slower on
-    # a busy 2-core host), else up to 4 threads.
-    token_threads: int | None = None
+    # Threads counting tokens (with tiktoken) beside the parsing thread; 0: inline, with the
+    # faster bpe-openai count. Opt-in: on the 2-core host we measure on, inline was faster
+    # (see pipeline.py and docs/benchmarks.md).
+    token_threads: int = 0
     token_batch_chars: int = 1 << 20  # text handed to a counting thread at a time
 
     def token_counter(self) -> TokenCounter | None:
@@ -92,9 +91,7 @@ class StreamingValidator:
 
     def _token_pipeline(self) -> TokenPipeline | None:
         counter, threads = self._counter, self.options.token_threads
-        if threads is None:
-            threads = min(4, cores - 1) if (cores := os.cpu_count() or 1) > 2 else 0
-        if counter is None or counter.count_batch is None or threads == 0:
+        if counter is None or counter.count_batch is None or threads <= 0:
             return None
         self._deferring = counter.deferring()
         return TokenPipeline(counter, counter.count_batch, self.report.add, self._count,
