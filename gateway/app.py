@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(webhooks_router)  # POST /webhooks/openai (signed; off without a secret)
     app.add_middleware(IdempotencyMiddleware, db=runtime.db, clock=runtime.clock,
                        ttl_s=settings.idempotency_ttl_s,
+                       lease_s=settings.idempotency_claim_lease_s,
                        max_body_bytes=settings.max_upload_bytes + (1 << 20))
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     return app

@@ -29,13 +29,14 @@ _NOT_STORED = {401, 403, 408, 429}
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, db: Database, clock: Clock, ttl_s: int,
+    def __init__(self, app: ASGIApp, db: Database, clock: Clock, ttl_s: int, lease_s: int,
                  max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.db = db
         self.clock = clock
         self.ttl_s = ttl_s
+        self.lease_s = lease_s
         # Releases and completions the database refused during an outage, retried before the
         # next claim: otherwise a blip would leave the key "in progress" until its TTL.
         self._unsettled: list[Callable[[], None]] = []
@@ -56,7 +57,7 @@ class IdempotencyMiddleware:
             claim = await run_in_threadpool(
                 lambda: idempotency.reserve(
                     db=self.db, clock=self.clock, scope=credential, key=key,
-                    request_hash=request_hash, ttl_s=self.ttl_s))
+                    request_hash=request_hash, ttl_s=self.ttl_s, lease_s=self.lease_s))
         except TunebridgeError as exc:
             await error_response(exc)(scope, receive, send)
             return

@@ -4,7 +4,7 @@ different body is refused; two requests racing on one key cannot both run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -29,15 +29,19 @@ class Reservation:
 
 
 def reserve(*, db: Database, clock: Clock, scope: str, key: str, request_hash: str,
-            ttl_s: int) -> Reservation | StoredResponse:
-    """Claim the key, or return the stored response of the request that claimed it first."""
+            ttl_s: int, lease_s: int) -> Reservation | StoredResponse:
+    """Claim the key, or return the stored response of the request that claimed it first.
+
+    A claim that never completed and is older than `lease_s` was left by a request that died
+    with its process; the retry takes it over rather than waiting out the TTL.
+    """
     if not key or len(key) > 255:
         raise InvalidInput("invalid_idempotency_key", "Idempotency-Key must be 1-255 characters.")
     now = clock.now()
     with db.session() as session:
         repo = IdempotencyRepository(session)
         existing = repo.get(scope, key)
-        if existing is not None and existing.created_at < now - timedelta(seconds=ttl_s):
+        if existing is not None and _expired(existing, now, ttl_s, lease_s):
             repo.remove(existing.id or 0)
             existing = None
         if existing is not None:
@@ -53,6 +57,12 @@ def reserve(*, db: Database, clock: Clock, scope: str, key: str, request_hash: s
         if raced is None:
             raise
         return _replay(raced, request_hash)
+
+
+def _expired(record: IdempotencyRecord, now: datetime, ttl_s: int, lease_s: int) -> bool:
+    age = now - record.created_at
+    return age > timedelta(seconds=ttl_s) or (
+        record.state != "done" and age > timedelta(seconds=lease_s))
 
 
 def _replay(record: IdempotencyRecord, request_hash: str) -> StoredResponse:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_reported_errors: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=200, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # A claim still "in progress" after this long belongs to a request that died (a crash or a
+    # SIGKILL mid-request): a retry takes it over instead of getting 409 until the TTL ends.
+    idempotency_claim_lease_s: int = Field(default=900, ge=10)
 
     # Approval: a job whose estimate exceeds a cap waits for `approve`.
     max_cost_usd: float | None = Field(default=None, ge=0)
