@@ -11,8 +11,9 @@ Both train the in-test tiny Llama (tests/local/tinymodel.py) on the same 24 chat
 same hyperparameters (LoRA r16 on seven projections, batch 4, lr 1e-3, `--steps` steps, one torch
 thread, loss on assistant tokens) and save the adapter. The tiny model keeps the training part
 short and steady on a loaded 2-core machine, so the fixed costs a job pays (process start,
-imports, model load, saving) are a visible share of the run. The two kinds of run alternate,
-after one discarded warm-up of each, and medians are compared.
+imports, model load, saving) are a visible share of the run. The two kinds of run alternate in
+ABBA order (so a load trend on a shared machine cancels), after one discarded warm-up of each,
+and medians are compared.
 
 Measured from just before the trainer is started (plain: Popen; tunebridge: the poll tick that
 submits) to:
@@ -274,10 +275,12 @@ def main() -> None:
         run_plain(work, model, train, args.steps, args.threads)  # warm-ups, discarded
         run_tunebridge(work, model, train, args.steps, args.threads, args.interval)
         samples: list[Sample] = []
-        for _ in range(args.reps):
-            samples.append(run_plain(work, model, train, args.steps, args.threads))
-            samples.append(run_tunebridge(work, model, train, args.steps, args.threads,
-                                          args.interval))
+        for rep in range(args.reps):  # ABBA order: a load trend during the bench cancels out
+            pair = [lambda: run_plain(work, model, train, args.steps, args.threads),
+                    lambda: run_tunebridge(work, model, train, args.steps, args.threads,
+                                           args.interval)]
+            for run in pair if rep % 2 == 0 else reversed(pair):
+                samples.append(run())
         overhead = report(samples)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"\noverhead (start → adapter saved): {overhead * 100:.1f}% "
