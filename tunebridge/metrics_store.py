@@ -23,7 +23,7 @@ def _finite_or_none(value: float | None) -> float | None:
 
 def store_samples(session: Session, job_id: str, samples: Sequence[MetricSample],
                   now: datetime) -> None:
-    repo = MetricRepository(session)
+    points = []
     for sample in samples:
         fields = {
             "epoch": sample.epoch, "train_loss": sample.train_loss,
@@ -38,4 +38,5 @@ def store_samples(session: Session, job_id: str, samples: Sequence[MetricSample]
         point = MetricPoint(job_id=job_id, step=sample.step, extra=extra or None, created_at=now)
         for name, value in clean.items():
             setattr(point, name, value)
-        repo.merge(point)
+        points.append(point)
+    MetricRepository(session).merge_many(job_id, points)
