@@ -75,6 +75,8 @@ def demo(
     settings = Settings(**overrides)
     log.configure("warning", [])
     _claim_scheduler(settings)
+    if Path(model).expanduser().is_dir():  # the catalogue takes directories as absolute paths
+        model = str(Path(model).expanduser().resolve())
     _ensure_model(settings, model)
     runtime = build_runtime(settings)
     try:
