@@ -161,3 +161,17 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
 @pytest.fixture
 def chat_jsonl() -> bytes:
     return jsonl([chat_line(f"What is {i} + {i}?", str(2 * i)) for i in range(12)])
+
+
+def token_counting_model(tmp_path: Path) -> Path:
+    """Just enough of a local model for token counting (config.json and tokenizer.json), so a
+    job gets a GPU-time estimate without a real model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    directory = tmp_path / "tiny-model"
+    directory.mkdir()
+    (directory / "config.json").write_text('{"model_type": "llama"}')
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory

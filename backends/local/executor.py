@@ -159,13 +159,7 @@ class SubprocessExecutor:
         return self._settle(run, RunState.FAILED, reason)
 
     def _settle(self, run: RunDir, state: RunState, reason: str) -> RunStatus:
-        self.queue.release(run.run_id)
-        self.queue.dequeue(run.run_id)
-        result = {"checkpoints": sorted(str(p) for p in run.output_dir.glob("checkpoint-*"))}
-        status = run.write_status(state, reason=reason, result=result)
-        run.event(f"settled-{state.value}", reason,
-                  level="error" if state is RunState.FAILED else "warning")
-        return status
+        return settle(self.queue, run, state, reason)
 
     def _watch_live(self, run: RunDir, ref: ProcessRef, status: RunStatus) -> RunStatus:
         stop = read_json(run.stop_file)
@@ -201,3 +195,15 @@ class SubprocessExecutor:
         if not run.stop_file.exists():
             write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
             run.event("stop-requested", f"stop requested: {reason}")
+
+
+def settle(queue: RunQueue, run: RunDir, state: RunState, reason: str) -> RunStatus:
+    """End a run the trainer could not end itself (dead, lost, never launched): free its slot,
+    keep the checkpoints it left, and say why in its status and events."""
+    queue.release(run.run_id)
+    queue.dequeue(run.run_id)
+    result = {"checkpoints": sorted(str(p) for p in run.output_dir.glob("checkpoint-*"))}
+    status = run.write_status(state, reason=reason, result=result)
+    run.event(f"settled-{state.value}", reason,
+              level="error" if state is RunState.FAILED else "warning")
+    return status

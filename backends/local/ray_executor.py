@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import BackendError
-from backends.local.executor import ExecutorSettings
+from backends.local.executor import ExecutorSettings, settle
 from backends.local.queue import RunQueue
 from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
 
@@ -281,13 +281,7 @@ class RayExecutor:
             f"gone; last heartbeat {age} at step {beat.get('step')}"))
 
     def _settle(self, run: RunDir, state: RunState, reason: str) -> RunStatus:
-        self.queue.release(run.run_id)
-        self.queue.dequeue(run.run_id)
-        result = {"checkpoints": sorted(str(p) for p in run.output_dir.glob("checkpoint-*"))}
-        status = run.write_status(state, reason=reason, result=result)
-        run.event(f"settled-{state.value}", reason,
-                  level="error" if state is RunState.FAILED else "warning")
-        return status
+        return settle(self.queue, run, state, reason)
 
 
 class RayRejected(BackendError):

@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers
-
-from tests.conftest import LiveApi, run_until
-
-
-def _model_dir(tmp_path: Path) -> Path:
-    """Just enough of a local model for token counting: config.json and tokenizer.json."""
-    directory = tmp_path / "tiny-model"
-    directory.mkdir()
-    (directory / "config.json").write_text('{"model_type": "llama"}')
-    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.save(str(directory / "tokenizer.json"))
-    return directory
+from tests.conftest import LiveApi, run_until, token_counting_model
 
 
 def test_over_the_cap_waits_for_approval(live: LiveApi, chat_jsonl: bytes,
@@ -27,7 +14,7 @@ def test_over_the_cap_waits_for_approval(live: LiveApi, chat_jsonl: bytes,
     with live.client() as http:
         dataset_id = http.post("/api/datasets", content=chat_jsonl).json()["id"]
         created = http.post("/api/jobs", json={
-            "training_dataset_id": dataset_id, "base_model": str(_model_dir(tmp_path)),
+            "training_dataset_id": dataset_id, "base_model": str(token_counting_model(tmp_path)),
             "backend": "scripted", "options": {"scripted_step_seconds": 0.01}})
         job = created.json()
         assert created.status_code == 201, created.text

@@ -6,9 +6,7 @@ that cancel is audited as the policy's."""
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from storage.repositories.audit import AuditRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.outbox import OutboxRepository
 from tests.conftest import LiveApi, tick
+from tests.fakes.manual_clock import ManualClock
 from tests.fakes.scripted_backend import ScriptedBackend
 from tunebridge.console_notifier import ConsoleNotifier
 from tunebridge.jobs import get_job
@@ -28,20 +27,6 @@ from tunebridge.settings import Settings
 ONCALL = "S0ONCALL"
 
 
-class ManualClock:
-    """The gateway's time, moved by the test (the provider keeps real time)."""
-
-    def __init__(self) -> None:
-        self._now = datetime.now(UTC)
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

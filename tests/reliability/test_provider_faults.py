@@ -13,8 +13,8 @@ from backends.openai import OpenAIBackend
 from storage.repositories.jobs import JobRepository
 from storage.tables import Job
 from tests.conftest import LiveApi, chat_line, jsonl, run_async
+from tests.fakes.manual_clock import ManualClock
 from tests.fakes.openai_server import FakeOpenAI
-from tests.reliability.manual_clock import ManualClock
 from tests.reliability.stack import OPENAI_MODEL
 from tunebridge.runtime import Runtime, build_runtime
 from tunebridge.settings import Settings

@@ -15,9 +15,9 @@ from bot.notifier import Pace, SlackNotifier
 from storage.repositories.outbox import OutboxRepository
 from storage.tables import Notification
 from tests.conftest import run_async
+from tests.fakes.manual_clock import ManualClock
 from tests.fakes.scripted_backend import ScriptedBackend
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
-from tests.reliability.manual_clock import ManualClock
 from tests.slack.support import make_job
 from tunebridge import jobs
 from tunebridge.lifecycle import notify

@@ -8,27 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers
-
 from storage.repositories.audit import AuditRepository
-from tests.conftest import LiveApi, run_until
+from tests.conftest import LiveApi, run_until, token_counting_model
 from tests.fakes.slack_server import FakeSlack
 from tests.slack.support import SignedSlack, chat_line, jsonl
 from tunebridge import datasets, jobs
 from tunebridge.datasets import ValidationLimits
 from tunebridge.jobs import JobRequest
 from tunebridge.status import JobStatus
-
-
-def _model_dir(tmp_path: Path) -> Path:
-    """Just enough of a local model for token counting, so the job gets a GPU-time estimate."""
-    directory = tmp_path / "tiny-model"
-    directory.mkdir()
-    (directory / "config.json").write_text('{"model_type": "llama"}')
-    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.save(str(directory / "tokenizer.json"))
-    return directory
 
 
 def _held_job(live: LiveApi, tmp_path: Path) -> str:
@@ -42,9 +29,9 @@ def _held_job(live: LiveApi, tmp_path: Path) -> str:
     created = jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator="slack:U1",
         policy=runtime.job_policy,
-        request=JobRequest(training_dataset_id=dataset.id, base_model=str(_model_dir(tmp_path)),
-                           backend="scripted", options={"scripted_steps": 3},
-                           notify_channel="C1"))
+        request=JobRequest(training_dataset_id=dataset.id,
+                           base_model=str(token_counting_model(tmp_path)), backend="scripted",
+                           options={"scripted_steps": 3}, notify_channel="C1"))
     assert created.job.status == JobStatus.AWAITING_APPROVAL
     return created.job.id
 
