@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.openai import OpenAIBackend
-from tests.conftest import LiveApi, chat_line, jsonl, run_async, tick
+from tests.conftest import LiveApi, chat_line, jsonl, tick
+from tests.fakes.openai_runtime import openai_runtime
 from tests.fakes.openai_server import FakeOpenAI
 from tunebridge.jobs import get_job
-from tunebridge.runtime import Runtime, build_runtime
+from tunebridge.runtime import Runtime
 from tunebridge.settings import Settings
 
 KEY = "sk-fake-e2e"
@@ -25,11 +25,8 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def runtime(settings: Settings, fake: FakeOpenAI) -> Iterator[Runtime]:
-    backend = OpenAIBackend(KEY, fake.base_url, status_max_age_s=0.0)
-    rt = build_runtime(settings, backends=[backend])
-    yield rt
-    run_async(backend.aclose())
-    rt.close()
+    with openai_runtime(settings, fake, KEY) as rt:
+        yield rt
 
 
 def test_openai_job_end_to_end(live: LiveApi, fake: FakeOpenAI) -> None:

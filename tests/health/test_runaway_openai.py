@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.openai import OpenAIBackend
 from storage.repositories.audit import AuditRepository
 from storage.repositories.outbox import OutboxRepository
-from tests.conftest import LiveApi, chat_line, jsonl, run_async, run_until, tick
+from tests.conftest import LiveApi, chat_line, jsonl, run_until, tick
+from tests.fakes.openai_runtime import openai_runtime
 from tests.fakes.openai_server import FakeOpenAI
 from tunebridge.jobs import get_job
-from tunebridge.runtime import Runtime, build_runtime
+from tunebridge.runtime import Runtime
 from tunebridge.settings import Settings
 
 KEY = "sk-fake-runaway"
@@ -29,11 +29,8 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def runtime(settings: Settings, fake: FakeOpenAI) -> Iterator[Runtime]:
-    backend = OpenAIBackend(KEY, fake.base_url, status_max_age_s=0.0)
-    rt = build_runtime(settings, backends=[backend])
-    yield rt
-    run_async(backend.aclose())
-    rt.close()
+    with openai_runtime(settings, fake, KEY) as rt:
+        yield rt
 
 
 @pytest.mark.parametrize(("cap", "flagged"), [(0.01, True), (1.0, False)])
