@@ -97,10 +97,16 @@ def _kill_mid_poll(stack: Stack, external: str) -> None:
     poll.open()
 
 
-def _kill_mid_slack_post(stack: Stack, external: str) -> None:
-    """Slack posted a threaded reply (training started); serve dies before it hears so."""
+def _kill_mid_slack_post(stack: Stack, job_id: str, external: str) -> None:
+    """Slack posted a threaded reply (job succeeded); serve dies before it hears so.
+
+    Everything owed so far must be sent first: the restart after the mid-poll kill may post
+    "training started" at any moment, and the hold must catch a post that is certainly new."""
+    wait_for(lambda: stack.job(job_id)["status"] == "running"
+             and all(r.state == "sent" for r in stack.store.outbox()),
+             what="training-started reply sent")
     reply = stack.slack.hold_next("chat.postMessage")
-    stack.openai.advance(external, 3)
+    stack.openai.run_to_end(external)
     reply.wait_arrived()
     stack.restart_after_kill()
     reply.open()
@@ -114,8 +120,7 @@ def test_sigkill_at_each_dangerous_moment_loses_and_repeats_nothing(stack: Stack
     assert len(list((stack.serve.data_dir / "blobs").rglob("*.jsonl"))) == 1
     job_id, external = _kill_between_create_and_commit(stack, dataset_id)
     _kill_mid_poll(stack, external)
-    _kill_mid_slack_post(stack, external)
-    stack.openai.run_to_end(external)
+    _kill_mid_slack_post(stack, job_id, external)
     wait_for(lambda: stack.job(job_id)["status"] == "succeeded", what="job succeeded")
 
     # No lost or repeated metric point, provider event or status change.
