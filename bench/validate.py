@@ -97,7 +97,7 @@ def run_threads(path: Path, model: str) -> dict[str, Any]:
 def run_parallel(path: Path, model: str) -> dict[str, Any]:
     from tunebridge.validation import validate_file
 
-    workers = os.cpu_count() or 1
+    workers = int(os.environ.get("BENCH_WORKERS") or len(os.sched_getaffinity(0)))
     report = validate_file(path, backend="openai", model=model, workers=workers)
     stats = report.tokens.as_dict() if report.tokens else {}
     return {"examples": report.num_examples, "ok": report.ok, "total_tokens": stats.get("total"),
@@ -173,7 +173,7 @@ VARIANTS = {"json_loads": run_json_loads, "ours_structure": run_structure,
 
 def child(variant: str, path: Path, model: str) -> None:
     """Runs one variant; prints seconds, peak RSS and its result as one JSON line."""
-    if variant in ("ours_full", "ours_threads", "cookbook"):  # load encodings outside timing
+    if variant != "json_loads":  # load encodings outside timing
         from tunebridge.tokens import (
             encoding_batch_counter,
             encoding_counter,
@@ -190,15 +190,48 @@ def child(variant: str, path: Path, model: str) -> None:
     result = VARIANTS[variant](path, model)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_mb,
-                      "worker_peak_rss_mb": worker_mb, **result}))
+                      "worker_peak_rss_mb": workers.ru_maxrss / 1024,
+                      "worker_cpu_seconds": workers.ru_utime + workers.ru_stime, **result}))
 
 
 def measure(variant: str, path: Path, model: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", variant, "--path", str(path),
-                          "--model", model], check=True, capture_output=True, text=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    """Runs one variant in a child, sampling its process tree's memory every 20 ms: summed RSS
+    counts pages the workers share with their parent once per process, summed PSS splits them
+    (the memory the machine really gives the run)."""
+    child = subprocess.Popen([sys.executable, __file__, "--child", variant, "--path", str(path),
+                              "--model", model], stdout=subprocess.PIPE, text=True)
+    peak_rss = peak_pss = 0
+    while child.poll() is None:
+        rss, pss = _tree_memory(child.pid)
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        time.sleep(0.02)
+    out = child.stdout.read() if child.stdout else ""
+    if child.returncode:
+        raise SystemExit(f"{variant} failed with exit code {child.returncode}")
+    result = dict(json.loads(out.strip().splitlines()[-1]))
+    return {**result, "tree_rss_mb": peak_rss / 1024, "tree_pss_mb": peak_pss / 1024}
+
+
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Summed RSS and PSS (kB) of a process and its descendants; 0 for ones already gone."""
+    rss = pss = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except OSError:
+            continue
+        for row in rollup.splitlines():
+            key, _, value = row.partition(":")
+            if key in ("Rss", "Pss"):
+                amount = int(value.split()[0])
+                rss, pss = (rss + amount, pss) if key == "Rss" else (rss, pss + amount)
+        pending.extend(int(child) for child in children.split())
+    return rss, pss
 
 
 def main() -> None:
@@ -210,7 +243,11 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(VARIANTS))
     parser.add_argument("--child", choices=sorted(VARIANTS))
     parser.add_argument("--path", type=Path)
+    parser.add_argument("--workers", type=int, help="ours_parallel's processes (default: the "
+                        "CPUs this process may run on)")
     args = parser.parse_args()
+    if args.workers:
+        os.environ["BENCH_WORKERS"] = str(args.workers)  # the child variants read it
     if args.child:
         child(args.child, args.path, args.model)
         return
@@ -220,7 +257,7 @@ def main() -> None:
         size_mb = path.stat().st_size / 1e6
         load = os.getloadavg()[0]
         print(f"file: {size_mb:.1f} MB, {lines} chat examples, model {args.model}, "
-              f"{os.cpu_count()} CPUs, load average {load:.1f}")
+              f"{len(os.sched_getaffinity(0))} CPUs, load average {load:.1f}")
         results = {v: measure(v, path, args.model) for v in VARIANTS if v not in args.skip}
     _print(results, size_mb)
 
@@ -230,10 +267,12 @@ def _print(results: dict[str, dict[str, Any]], size_mb: float) -> None:
         workers = ""
         if "workers" in result:
             workers = (f"  (+{result['workers']} workers, each <= "
-                       f"{result['worker_peak_rss_mb']:.0f} MB)")
+                       f"{result['worker_peak_rss_mb']:.0f} MB RSS, "
+                       f"{result['worker_cpu_seconds']:.1f} s CPU in all)")
         print(f"{name:15s} {result['seconds']:7.2f} s  {size_mb / result['seconds']:7.1f} MB/s  "
               f"cpu {result['cpu_seconds']:7.2f} s  peak RSS {result['peak_rss_mb']:7.1f} MB  "
-              f"tokens={result.get('total_tokens')}{workers}")
+              f"all processes: peak PSS {result['tree_pss_mb']:7.1f} MB, summed RSS "
+              f"{result['tree_rss_mb']:7.1f} MB  tokens={result.get('total_tokens')}{workers}")
     base = results.get("json_loads")
     for name in ("ours_structure", "ours_full", "ours_threads", "ours_parallel"):
         if base and name in results:
@@ -244,9 +283,11 @@ def _print(results: dict[str, dict[str, Any]], size_mb: float) -> None:
     for name in ("ours_full", "ours_threads", "ours_parallel"):
         if "cookbook" in results and name in results:
             ours, theirs = results[name], results["cookbook"]
+            cpu = ours["cpu_seconds"] + ours["worker_cpu_seconds"]
             print(f"{name} vs cookbook: {theirs['seconds'] / ours['seconds']:.2f}x faster "
-                  f"(wall), {theirs['cpu_seconds'] / ours['cpu_seconds']:.2f}x less CPU; peak "
-                  f"RSS {ours['peak_rss_mb']:.0f} MB vs {theirs['peak_rss_mb']:.0f} MB")
+                  f"(wall), {theirs['cpu_seconds'] / cpu:.2f}x less CPU (workers' included); "
+                  f"peak PSS of all processes {ours['tree_pss_mb']:.0f} MB vs "
+                  f"{theirs['tree_pss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -182,14 +182,15 @@ def validate(
     model: Annotated[str | None, typer.Option(help="OpenAI model: token counts, context.")] = None,
     backend: Annotated[str | None, typer.Option(help="openai | local")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Processes for a file of 64 MB or more (default: one per CPU, up to 8).",
+    )] = None,
 ) -> None:
     """Validate a JSONL file locally, as an upload would be; exit 0 valid, 1 invalid."""
-    from tunebridge import tokens
     from tunebridge.validation import validate_file
 
-    counter = tokens.counter_for_model(model) if model else None
-    context = tokens.context_for_model(model) if model else None
-    report = validate_file(file, backend=backend, model=model, counter=counter, context=context)
+    processes = workers or min(len(os.sched_getaffinity(0)), 8)
+    report = validate_file(file, backend=backend, model=model, workers=processes)
     if as_json:
         print_json(report.as_dict())
     else:

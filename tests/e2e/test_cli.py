@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,28 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert [(p["line"], p["code"]) for p in json.loads(broken.stdout)["problems"]] == [
         (13, "not_object")]
     assert run(str(tmp_path / "missing.jsonl")).returncode == 2
+
+
+def test_validate_spreads_a_large_file_over_worker_processes(tmp_path: Path) -> None:
+    """64 MB and up: `--workers 2` validates byte ranges in two processes with the same
+    report a single process gives (line numbers across the cut included)."""
+    big = tmp_path / "big.jsonl"
+    rows = 0
+    with big.open("wb") as out:
+        while out.tell() < 64 << 20:
+            rows += 1
+            out.write(jsonl([chat_line(f"q{rows} " + "q" * 2000, "a" * 2000)]))
+            if rows == 9000:  # about the middle, where two ranges meet
+                out.write(jsonl([chat_line(f"q{rows} " + "q" * 2000, "a" * 2000)]))
+        out.write(b"[1]\n")
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-m", "tunebridge.cli", "validate", str(big),
+                               "--json", *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1, done.stderr
+        return dict(json.loads(done.stdout))
+
+    for report in (run("--workers", "2"), run("--workers", "1")):
+        assert report["num_examples"] == rows + 1
+        assert [(p["line"], p["code"]) for p in report["problems"]] == [
+            (9001, "duplicate_example"), (rows + 2, "not_object")]

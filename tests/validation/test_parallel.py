@@ -62,3 +62,21 @@ def test_small_files_and_custom_tokenizers_stay_serial(tmp_path: Path) -> None:
     path.write_bytes(jsonl(chat(), "{bad"))
     report = validate_file_parallel(path, ValidationOptions(), workers=8)
     assert [(p.code, p.line) for p in report.problems] == [("invalid_json", 2)]
+
+
+def test_inside_a_threaded_process_workers_are_spawned_and_agree(tmp_path: Path) -> None:
+    """Forking beside other threads is unsafe (the server's case): spawned workers load their
+    own tokenizer and must still give the serial report."""
+    import threading
+
+    path = _messy_file(tmp_path / "messy.jsonl", 600)
+    options = ValidationOptions(backend="openai", model="gpt-4o-mini", max_reported=400)
+    serial = validate_stream(path.open("rb"), options)
+    stop = threading.Event()
+    neighbour = threading.Thread(target=stop.wait, daemon=True)
+    neighbour.start()
+    try:
+        parallel = validate_file_parallel(path, options, workers=2, min_bytes=0)
+    finally:
+        stop.set()
+    assert _comparable(parallel) == _comparable(serial)
