@@ -1,7 +1,8 @@
 """The poll tick: submit queued jobs, forward cancels, and store what backends report.
 
 Each job's outcome is committed in its own transaction, so a crash mid-tick loses at most the
-poll in flight; the backend's cursor is stored with the data it covers, so nothing repeats.
+poll in flight; the backend's cursor is stored with the data it covers, so nothing repeats. A
+backend that can read many jobs' status at once (BatchPolling) does so once per tick.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from sqlmodel import Session
 
@@ -45,6 +47,15 @@ REMOTE_TO_JOB = {
 }
 
 
+@runtime_checkable
+class BatchPolling(Protocol):
+    """Optional for a Backend: polls of these jobs made inside the context may use what it read
+    on entry for all of them (e.g. one list request for a hundred statuses). It must not raise
+    a job's BackendError on entry: the poll of that job raises it."""
+
+    def poll_cycle(self, handles: Sequence[Handle]) -> AbstractAsyncContextManager[None]: ...
+
+
 @dataclass(frozen=True)
 class PollSettings:
     interval_s: float = 10.0
@@ -53,6 +64,10 @@ class PollSettings:
     max_backoff_s: float = 300.0
     auto_stop: bool = False
     runaway: RunawayDefaults = RunawayDefaults()
+
+
+def _handle(job: Job) -> Handle:
+    return Handle(external_id=job.external_id or "", state=job.handle or {})
 
 
 def _total_steps(update: Update) -> int | None:
@@ -86,8 +101,27 @@ class Poller:
                 except Exception:  # one broken job must not stop the others
                     log.exception("poll failed", extra={"job_id": job.id})
 
-        await asyncio.gather(*(one(job) for job in jobs))
+        async with self._batched_reads(jobs):
+            await asyncio.gather(*(one(job) for job in jobs))
         return len(jobs)
+
+    @asynccontextmanager
+    async def _batched_reads(self, jobs: list[Job]) -> AsyncIterator[None]:
+        """Open each BatchPolling backend's cycle over its submitted jobs for this tick."""
+        handles: dict[str, list[Handle]] = {}
+        for job in jobs:
+            if job.handle is not None:
+                handles.setdefault(job.backend, []).append(_handle(job))
+        async with AsyncExitStack() as stack:
+            for name, group in handles.items():
+                backend = self.registry.get(name) if name in self.registry else None
+                if not isinstance(backend, BatchPolling):
+                    continue
+                try:
+                    await stack.enter_async_context(backend.poll_cycle(group))
+                except Exception:  # the polls still read job by job
+                    log.exception("batched status read failed", extra={"backend": name})
+            yield
 
     def _due_jobs(self) -> list[Job]:
         with self.db.session() as session:
@@ -147,7 +181,7 @@ class Poller:
                 await self._submit(job, backend)
                 self._failures.pop(job.id, None)
                 return
-            handle = Handle(external_id=job.external_id or "", state=job.handle)
+            handle = _handle(job)
             if job.status == JobStatus.CANCELLING:
                 await self._forward_cancel(job, backend, handle)
             update = await backend.poll(handle, job.poll_cursor)

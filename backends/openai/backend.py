@@ -9,6 +9,8 @@ Three properties shape this class:
 - Bounded concurrency: all requests share one semaphore (client.py), so a poll cycle over a
   thousand jobs runs concurrently without flooding the provider. Failures surface as
   BackendError at once (retryable ones with Retry-After); the poller owns back-off.
+- Few requests: inside `poll_cycle` (the poller opens one per tick) the jobs' statuses come from
+  list pages, a request per 100 jobs (status_list.py), and each poll reads just its new events.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from functools import partial
 
@@ -27,12 +30,14 @@ from backends.openai.client import BoundedClient
 from backends.openai.errors import OpenAIBackendError
 from backends.openai.events import PollCursor, new_events
 from backends.openai.files import FileUploader
+from backends.openai.status_list import StatusListing
 
 MiB = 1024 * 1024
 
 
 class OpenAIBackend:
-    """Backend protocol implementation; also offers cancel_job, pause, resume and poll_many."""
+    """Backend protocol implementation; also offers poll_cycle, poll_many, cancel_job, pause and
+    resume."""
 
     name = "openai"
 
@@ -51,6 +56,7 @@ class OpenAIBackend:
         events_first_page: int = 10,
         adopt_scan: int = 100,
         status_max_age_s: float = 60.0,
+        status_list_from: int = 20,
         pool_shards: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +81,11 @@ class OpenAIBackend:
         )
         self._adopt_scan = adopt_scan
         self._status_max_age_s = status_max_age_s
+        self._status_list_from = status_list_from
+        self._listing = StatusListing(
+            partial(self._client.jobs_page, limit=100, metadata=mapping.OWNER_METADATA),
+            page_size=100,
+        )
         self._clock = clock
 
     async def aclose(self) -> None:
@@ -91,6 +102,7 @@ class OpenAIBackend:
         """Adopt the job already created for `spec.job_id`, or upload the files and create it."""
         existing = await self._client.find_job(spec.job_id, self._adopt_scan)
         if existing is not None:
+            self._listing.saw(existing)
             return _handle(existing, adopted=True)
         try:
             mapping.method_payload(spec)  # reject an unsupported method before uploading
@@ -101,28 +113,36 @@ class OpenAIBackend:
         except (OSError, mapping.UnsupportedMethod) as exc:
             raise BackendError(f"cannot submit to OpenAI: {exc}", retryable=False) from exc
         job = await self._client.create_job(mapping.create_params(spec, training, validation))
+        self._listing.saw(job)
         return _handle(job, adopted=False)
 
     async def poll(self, handle: Handle, cursor: str | None) -> Update:
-        """New events first; the status is re-read only when it may have changed (events.py).
+        """The new events, and the status: listed this cycle, or re-read only when it may have
+        changed (events.py).
 
-        A terminal status is never reported before its last events: after reading one, the
-        events written since the first read are fetched too.
+        A terminal status is never reported before its last events: a listed status was read
+        before the events; after a retrieve, the events written since the first read are
+        fetched too.
         """
         job_id = handle.external_id
+        job = self._listing.take(job_id)
+        state = PollCursor.load(cursor)
+        if job is not None:
+            state = self._with_status(state, job)
         fetch = partial(self._client.events_page, job_id)
-        events, state = await new_events(fetch, PollCursor.load(cursor))
-        job: FineTuningJob | None = None
-        if self._status_is_stale(state, events):
+        events, state = await new_events(fetch, state)
+        if self._status_is_stale(state, events, listed=job is not None):
             job = await self._client.retrieve(job_id)
-            epochs = mapping.job_epochs(job) or state.n_epochs
-            state = replace(state, status=job.status, checked_at=self._clock(), n_epochs=epochs)
+            self._listing.saw(job)
+            state = self._with_status(state, job)
             if mapping.remote_status(job.status) in mapping.TERMINAL:
                 tail, state = await new_events(fetch, state)
                 events += tail
         status = mapping.remote_status(state.status or "")
         if status is None:
             raise OpenAIBackendError(f"OpenAI job {job_id} has unknown status {state.status!r}")
+        if status in mapping.TERMINAL:
+            self._listing.finished(job_id)
         return await self._update(job_id, job, status, events, state)
 
     async def cancel(self, handle: Handle) -> None:
@@ -137,6 +157,7 @@ class OpenAIBackend:
         anyway, so we report the job's real final status instead of raising.
         """
         job_id = handle.external_id
+        self._listing.forget(job_id)
         try:
             job = await self._client.act("cancel", job_id)
         except OpenAIBackendError as exc:
@@ -149,20 +170,33 @@ class OpenAIBackend:
         return mapping.remote_status(job.status) or RemoteStatus.CANCELLED
 
     async def pause(self, handle: Handle) -> RemoteStatus:
+        self._listing.forget(handle.external_id)
         job = await self._client.act("pause", handle.external_id)
         return mapping.remote_status(job.status) or RemoteStatus.PAUSED
 
     async def resume(self, handle: Handle) -> RemoteStatus:
+        self._listing.forget(handle.external_id)
         job = await self._client.act("resume", handle.external_id)
         return mapping.remote_status(job.status) or RemoteStatus.RUNNING
+
+    def poll_cycle(self, handles: Sequence[Handle]) -> AbstractAsyncContextManager[None]:
+        """Polls of these jobs made inside take their status from list pages read on entry.
+
+        Below `status_list_from` jobs a cycle is cheap anyway, and each job keeps its own
+        status request (and its own error).
+        """
+        if len(handles) < self._status_list_from:
+            return nullcontext()
+        return self._listing.cycle([handle.external_id for handle in handles])
 
     async def poll_many(
         self, items: Sequence[tuple[Handle, str | None]]
     ) -> list[Update | BackendError]:
         """One poll cycle over many jobs, concurrently; one job's failure never hides another's."""
-        results = await asyncio.gather(
-            *(self.poll(handle, cursor) for handle, cursor in items), return_exceptions=True
-        )
+        async with self.poll_cycle([handle for handle, _ in items]):
+            results = await asyncio.gather(
+                *(self.poll(handle, cursor) for handle, cursor in items), return_exceptions=True
+            )
         out: list[Update | BackendError] = []
         for result in results:
             if not isinstance(result, Update | BackendError):
@@ -175,14 +209,26 @@ class OpenAIBackend:
         return await self._client.find_job(job_id, self._adopt_scan)
 
     # ----- internals ---------------------------------------------------------------------------
-    def _status_is_stale(self, state: PollCursor, events: list[FineTuningJobEvent]) -> bool:
-        """Skip the status request only for a live job whose news is nothing but metrics."""
+    def _with_status(self, state: PollCursor, job: FineTuningJob) -> PollCursor:
+        epochs = mapping.job_epochs(job) or state.n_epochs
+        return replace(state, status=job.status, checked_at=self._clock(), n_epochs=epochs)
+
+    def _status_is_stale(
+        self, state: PollCursor, events: list[FineTuningJobEvent], *, listed: bool
+    ) -> bool:
+        """Skip the status request for a live job whose news is nothing but metrics, or for a
+        final status listed this cycle (its events were read after it)."""
+        status = mapping.remote_status(state.status or "")
+        if listed and status in mapping.TERMINAL:
+            return False
+        if any(not mapping.is_metrics_event(e) for e in events):
+            return True  # a status change logs a message: it may be newer than the listing
+        if listed:
+            return False
         if state.status is None or state.checked_at is None:
             return True
-        if mapping.remote_status(state.status) in (None, *mapping.TERMINAL):
+        if status in (None, *mapping.TERMINAL):
             return True  # terminal: the result or error comes from a fresh job object
-        if any(not mapping.is_metrics_event(e) for e in events):
-            return True
         return self._clock() - state.checked_at >= self._status_max_age_s
 
     async def _update(

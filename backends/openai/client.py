@@ -4,8 +4,9 @@ Every request takes a slot of one semaphore, so any number of concurrent polls s
 `max_concurrency` requests in flight. Every SDK failure leaves here as an OpenAIBackendError
 (see errors.py); nothing here retries or sleeps.
 
-A poll cycle over many jobs is bound by this process's CPU, not by the network, so the two
-requests every poll makes (events, status) are made cheap, measured with bench/poll.py:
+A poll cycle over many jobs is bound by this process's CPU, not by the network, so its requests
+(a list page per 100 jobs' status, an events page per job) are made cheap, measured with
+bench/poll.py:
 - The connections are split over a few SDK clients (`pool_shards`) and each read goes to the
   least busy one: httpcore re-checks every idle connection of a pool on each request, so one
   pool of 32 costs several times the CPU per request of four pools of 8.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -100,6 +101,19 @@ class BoundedClient:
             lambda sdk: _raw_json(sdk.fine_tuning.jobs.with_raw_response.retrieve(job_id)),
         )
         return parse(FineTuningJob, body)
+
+    async def jobs_page(
+        self, after: str | None, *, limit: int, metadata: Mapping[str, str]
+    ) -> tuple[list[FineTuningJob], bool]:
+        """One page of the organisation's jobs with this metadata, newest first."""
+        params: dict[str, Any] = {"limit": limit, "metadata": dict(metadata)}
+        if after is not None:
+            params["after"] = after
+        body = await self.read(
+            "list jobs",
+            lambda sdk: _raw_json(sdk.fine_tuning.jobs.with_raw_response.list(**params)),
+        )
+        return [parse(FineTuningJob, j) for j in body.get("data") or ()], bool(body.get("has_more"))
 
     async def act(self, verb: str, job_id: str) -> FineTuningJob:
         """POST .../{job_id}/{verb} for cancel, pause and resume."""

@@ -16,6 +16,8 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from backends.base import BackendEvent, JobSpec, MetricSample, RemoteStatus
 
 JOB_ID_METADATA_KEY = "tunebridge_job_id"
+# On every job we create, so one list request (filtered by it) reads many of our jobs' status.
+OWNER_METADATA: Mapping[str, str] = {"created_by": "tunebridge"}
 
 STATUS_MAP: Mapping[str, RemoteStatus] = {
     "validating_files": RemoteStatus.QUEUED,
@@ -63,7 +65,7 @@ def create_params(spec: JobSpec, training_file: str, validation_file: str | None
         "model": spec.base_model,
         "training_file": training_file,
         "method": method_payload(spec),
-        "metadata": {JOB_ID_METADATA_KEY: spec.job_id},
+        "metadata": job_metadata(spec.job_id),
     }
     if validation_file is not None:
         params["validation_file"] = validation_file
@@ -72,6 +74,11 @@ def create_params(spec: JobSpec, training_file: str, validation_file: str | None
     if spec.seed is not None:
         params["seed"] = spec.seed
     return params
+
+
+def job_metadata(job_id: str) -> dict[str, str]:
+    """Our id (for adoption after a crash) and the owner mark (for listing our jobs)."""
+    return {JOB_ID_METADATA_KEY: job_id, **OWNER_METADATA}
 
 
 def remote_status(status: str) -> RemoteStatus | None:

@@ -92,16 +92,22 @@ class OpenAIWorld(FileStore):
             return self._public(self._job(job_id))
 
     def list_jobs(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """Newest first; `metadata[k]=v` filters, as the API reference documents."""
+        """Newest first; `metadata[k]=v` filters, as the API reference documents; `limit` is
+        1-100 (default 20). Only the page served is copied, so a list over many jobs is cheap."""
         prefix = "metadata["
         wanted = {k[len(prefix) : -1]: v for k, v in query.items() if k.startswith(prefix)}
+        limit = int(query.get("limit", 20))
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "limit must be between 1 and 100.", param="limit")
         with self.lock:
-            items = [
-                self._public(job)
+            matching = [
+                job.obj
                 for job in reversed(self.jobs.values())
                 if all((job.obj["metadata"] or {}).get(k) == v for k, v in wanted.items())
             ]
-        return page(items, query.get("after"), int(query.get("limit", 20)))
+            listed = page(matching, query.get("after"), limit)
+            listed["data"] = [self._public(self.jobs[obj["id"]]) for obj in listed["data"]]
+        return listed
 
     def list_events(self, job_id: str, query: Mapping[str, str]) -> dict[str, Any]:
         with self.lock:

@@ -184,14 +184,20 @@ async def test_poll_many_runs_concurrently_within_the_bound(
         handles = [await backend.submit(sft_spec(train_file, job_id=f"j{i}")) for i in range(40)]
         for handle in handles:
             fake.advance(handle.external_id, 3)
+        caught_up = await backend.poll_many([(h, None) for h in handles])
+        cursors = [u.cursor for u in caught_up if isinstance(u, Update)]
+        for handle in handles:
+            fake.advance(handle.external_id, 2)  # training: metrics events only
         fake.reset_stats()
         fake.latency_s = 0.005  # a network round trip, so that requests overlap
 
-        updates = await backend.poll_many([(h, None) for h in handles])
+        updates = await backend.poll_many(list(zip(handles, cursors, strict=True)))
 
         assert all(isinstance(u, Update) and u.status is RemoteStatus.RUNNING for u in updates)
+        assert all(len(u.metrics) == 2 for u in updates if isinstance(u, Update))
         assert 2 <= fake.max_in_flight <= 4
-        assert len(fake.requests) == 80  # retrieve + one events page per job
+        assert len(fake.requests_to("GET", "/v1/fine_tuning/jobs")) == 1  # 40 statuses
+        assert len(fake.requests) == 41  # and one events page per job
 
 
 class Clock:

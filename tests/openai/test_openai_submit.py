@@ -34,7 +34,7 @@ async def test_small_file_is_uploaded_in_one_request_and_job_created(
             "hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 1.0}
         },
     }
-    assert body["metadata"] == {"tunebridge_job_id": "tb-job-1"}
+    assert body["metadata"] == {"tunebridge_job_id": "tb-job-1", "created_by": "tunebridge"}
     assert (body["suffix"], body["seed"]) == ("support-bot", 7)
     assert "validation_file" not in body
     stored = fake.world.contents[body["training_file"]]
