@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends.base import BackendError, BackendEvent, Handle, JobSpec, MetricSample, Update
 from backends.local.catalogue import ModelCatalogue, UnknownModel
+from backends.local.distributed import ParallelismError, parallelism
 from backends.local.engine import ENGINES
 from backends.local.executor import Executor, ExecutorSettings, SubprocessExecutor
 from backends.local.hyperparams import HyperparameterError, resolve
@@ -171,9 +172,16 @@ class LocalBackend:
         options = dict(spec.options)
         if options.get("engine", "auto") not in ENGINES:
             raise BackendError(f"engine must be one of {ENGINES}", retryable=False)
-        if options.get("num_gpus", 1) not in (0, 1) or isinstance(options.get("num_gpus"), bool):
-            raise BackendError("option num_gpus must be 0 or 1: one trainer process trains on "
-                               "one GPU (multi-GPU: docs/deploy.md)", retryable=False)
+        try:
+            wanted = parallelism(options)
+        except ParallelismError as exc:
+            raise BackendError(str(exc), retryable=False) from exc
+        if wanted.data_parallel and options.get("engine") == "unsloth":
+            raise BackendError("engine 'unsloth' trains on one GPU; a data-parallel job needs "
+                               "engine 'auto' or 'hf'", retryable=False)
+        problem = self.executor.check(wanted)
+        if problem is not None:
+            raise BackendError(problem, retryable=False)
         if not Path(spec.training_file).is_file():
             raise BackendError(f"training file {spec.training_file} not found", retryable=False)
         return {

@@ -3,6 +3,12 @@
 A TrainerCallback is the extension point trl and transformers offer: it sees every log record and
 every step boundary without forking a trainer. Stopping between steps (rather than killing) lets
 the trainer save the adapter and its state, so a cancelled run still leaves usable work.
+
+In a data-parallel run every rank has this callback: rank 0 (`state.is_world_process_zero`) alone
+writes metrics, status and events, and the stop decision is all-reduced at every step end, so
+all ranks leave the training loop after the same step (a rank that went on would wait forever in
+its next all-reduce). The logged loss and grad norm are already gathered across ranks, so the
+non-finite check decides the same everywhere without another collective.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from backends.local.distributed import any_rank
 from backends.local.lifecycle import Heartbeat, StopFlag
 from backends.local.metrics import non_finite
 from backends.local.runs import RunDir, RunState, append_jsonl
@@ -41,10 +48,12 @@ class StreamCallback(TrainerCallback):
         if "train_runtime" in logs:  # the end-of-training summary is not a metric point
             self.summary = dict(logs)
             return
-        kind = "eval" if any(key.startswith("eval_") for key in logs) else "train"
-        record = {"step": state.global_step, "epoch": state.epoch, "kind": kind, "at": time.time()}
-        record.update(logs)
-        append_jsonl(self.run.metrics, record)
+        if state.is_world_process_zero:
+            kind = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+            record = {"step": state.global_step, "epoch": state.epoch, "kind": kind,
+                      "at": time.time()}
+            record.update(logs)
+            append_jsonl(self.run.metrics, record)
         bad = non_finite(logs)
         if bad and self.failure is None:
             self.failure = f"{bad} became {logs[bad]} at step {state.global_step}"
@@ -53,9 +62,11 @@ class StreamCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.run.write_status(RunState.RUNNING, step=state.global_step, max_steps=state.max_steps)
-        self.run.event("training-started", f"training: {state.max_steps} steps",
-                       max_steps=state.max_steps)
+        if state.is_world_process_zero:
+            self.run.write_status(RunState.RUNNING, step=state.global_step,
+                                  max_steps=state.max_steps)
+            self.run.event("training-started", f"training: {state.max_steps} steps",
+                           max_steps=state.max_steps, world_size=args.world_size)
         self._note_step(state)
 
     def _note_step(self, state: TrainerState) -> None:
@@ -67,12 +78,12 @@ class StreamCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._note_step(state)
-        if self.stop.is_set() and self.stopped_at is None:
+        if self.stopped_at is None and any_rank(self.stop.is_set()):
             self.stopped_at = state.global_step
-            self.run.event(
-                "stop-honoured", f"stopping after step {state.global_step} ({self.stop.source})",
-                step=state.global_step,
-            )
+            source = self.stop.source or "a stop seen by another rank"
+            if state.is_world_process_zero:
+                self.run.event("stop-honoured", f"stopping after step {state.global_step} "
+                               f"({source})", step=state.global_step)
         if self.stopped_at is not None:
             control.should_training_stop = True
             control.should_save = False

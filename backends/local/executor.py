@@ -4,6 +4,12 @@ Every decision is taken from the files in the run directories, so a gateway that
 fresh LocalBackend instance) carries on where the last one stopped: a live trainer is re-attached
 by pid and start time, a vanished one is reported failed with the reason we can establish.
 Callers hold the queue lock around every method here.
+
+A data-parallel job (backends.local.distributed) takes as many GPU slots as it asks GPUs for (one
+slot on a CPU host) and starts backends.local.launch instead of the trainer; that launcher is
+the process tracked, signalled and re-attached here, and its trainers die with it. The queue
+stays strictly first in, first out: a job waiting for two GPUs is not overtaken by later
+one-GPU jobs, so it cannot starve.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from backends.local.distributed import Parallelism, ParallelismError, parallelism
 from backends.local.process import (
     ProcessRef,
     describe_exit,
     is_alive,
+    launcher_command,
     signal_group,
     spawn,
     start_ticks,
@@ -41,6 +49,17 @@ class Executor(Protocol):
 
     def request_stop(self, run: RunDir, reason: str) -> None:
         """Ask the trainer to stop gracefully (save its adapter), forcing it later if needed."""
+
+    def check(self, wanted: Parallelism) -> str | None:
+        """Why a job asking for `wanted` can never run here (None when it can), at submit."""
+
+
+def run_parallelism(run: RunDir) -> Parallelism:
+    """The parallelism a run's spec asks for (validated at submit; a bad old spec runs as one)."""
+    try:
+        return parallelism(run.read_spec().get("options") or {})
+    except (ParallelismError, FileNotFoundError):
+        return Parallelism()
 
 
 @dataclass(frozen=True)
@@ -78,15 +97,40 @@ class SubprocessExecutor:
             if status is not None and status.state is not RunState.QUEUED:
                 self.queue.dequeue(run_id)  # cancelled while waiting, or otherwise settled
                 continue
-            if not free:
-                break
-            self.launch(run, free.pop(0))
+            needed = self.slots_needed(run_parallelism(run))
+            if needed > len(self.queue.slots):  # the host lost GPUs since the submit
+                self._settle(run, RunState.FAILED, self.check(run_parallelism(run))
+                             or f"needs {needed} GPU slots")
+                continue
+            if len(free) < needed:
+                break  # first in, first out: nobody overtakes the head of the queue
+            self.launch(run, free[:needed])
+            free = free[needed:]
 
-    def launch(self, run: RunDir, slot: str) -> None:
+    def slots_needed(self, wanted: Parallelism) -> int:
+        return wanted.gpus if self.queue.has_gpus and wanted.gpus > 1 else 1
+
+    def check(self, wanted: Parallelism) -> str | None:
+        if wanted.gpus <= 1:
+            return None
+        if not self.queue.has_gpus:
+            return (f"num_gpus {wanted.gpus}: this host has no GPU (for {wanted.gpus} CPU "
+                    f"processes set num_gpus 0 and num_processes {wanted.gpus})")
+        if wanted.gpus > len(self.queue.slots):
+            return (f"num_gpus {wanted.gpus}: this host has {len(self.queue.slots)} GPU slots "
+                    f"({','.join(self.queue.slots)})")
+        return None
+
+    def launch(self, run: RunDir, slots: list[str]) -> None:
+        wanted = run_parallelism(run)
+        slot = ",".join(slots)
+        if wanted.data_parallel:
+            command = launcher_command(self.settings.python, run.path, wanted.processes)
+        else:
+            command = trainer_command(self.settings.python, run.path)
         run.write_status(RunState.LAUNCHING)
         try:
-            child = spawn(trainer_command(self.settings.python, run.path), run.log,
-                          self._env(slot))
+            child = spawn(command, run.log, self._env(slot, cpu_only=wanted.on_cpu))
         except OSError as exc:
             self.queue.dequeue(run.run_id)
             run.write_status(RunState.FAILED, reason=f"could not start the trainer: {exc}")
@@ -94,14 +138,21 @@ class SubprocessExecutor:
         self._children[child.pid] = child
         ref = ProcessRef(child.pid, start_ticks(child.pid))
         write_json_atomic(run.launch_file, {**ref.to_json(), "slot": slot,
+                                            "processes": wanted.processes,
                                             "launched_at": time.time()})
-        self.queue.activate(run.run_id, slot)
-        run.event("launched", f"trainer started (pid {child.pid}, slot {slot})",
-                  pid=child.pid, slot=slot)
+        self.queue.activate(run.run_id, slots)
+        if wanted.data_parallel:
+            where = "CPU, gloo" if wanted.on_cpu or slot == CPU_SLOT else f"GPUs {slot}, NCCL"
+            message = (f"data-parallel launcher started (pid {child.pid}): "
+                       f"{wanted.processes} trainer processes ({where})")
+        else:
+            message = f"trainer started (pid {child.pid}, slot {slot})"
+        run.event("launched", message, pid=child.pid, slot=slot, processes=wanted.processes)
 
-    def _env(self, slot: str) -> dict[str, str]:
+    def _env(self, slot: str, cpu_only: bool = False) -> dict[str, str]:
+        """`slot`: a GPU id, several joined by commas, or CPU_SLOT; `cpu_only` for num_gpus 0."""
         env = dict(self.settings.env)
-        env["CUDA_VISIBLE_DEVICES"] = "" if slot == CPU_SLOT else slot
+        env["CUDA_VISIBLE_DEVICES"] = "" if slot == CPU_SLOT or cpu_only else slot
         env["TOKENIZERS_PARALLELISM"] = "false"
         if self.settings.torch_threads:
             threads = str(self.settings.torch_threads)
@@ -151,7 +202,10 @@ class SubprocessExecutor:
                                 f"trainer was stopped forcibly ({how}); no adapter was saved")
         beat = read_json(run.heartbeat) or {}
         age = f"{time.time() - beat['at']:.0f}s ago" if beat.get("at") else "never"
-        reason = (f"trainer process {ref.pid} ended without a final status: {how}; "
+        processes = int((read_json(run.launch_file) or {}).get("processes") or 1)
+        what = (f"data-parallel launcher {ref.pid} (and its {processes} trainers)"
+                if processes > 1 else f"trainer process {ref.pid}")
+        reason = (f"{what} ended without a final status: {how}; "
                   f"last heartbeat {age} at step {beat.get('step')}")
         tail = run.log_tail(3)
         if tail:

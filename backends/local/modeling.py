@@ -37,7 +37,9 @@ def lora_config(hp: dict[str, Any]) -> LoraConfig:
     )
 
 
-def load(location: str, path: str, hp: dict[str, Any]) -> LoadedModel:
+def load(location: str, path: str, hp: dict[str, Any], local_rank: int = 0) -> LoadedModel:
+    """`local_rank` is this process's GPU in a data-parallel job (its index among the visible
+    devices); each rank holds a whole quantized copy of the model on its own GPU."""
     if path == UNSLOTH:
         return _load_unsloth(location, hp)
     tokenizer = AutoTokenizer.from_pretrained(location)
@@ -50,10 +52,11 @@ def load(location: str, path: str, hp: dict[str, Any]) -> LoadedModel:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         model = AutoModelForCausalLM.from_pretrained(
-            location, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
+            location, quantization_config=quant, dtype=torch.bfloat16,
+            device_map={"": local_rank},
         )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-        return LoadedModel(model, tokenizer, lora_config(hp), QLORA, "cuda:0")
+        return LoadedModel(model, tokenizer, lora_config(hp), QLORA, f"cuda:{local_rank}")
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
     return LoadedModel(model, tokenizer, lora_config(hp), CPU_LORA, "cpu")
 

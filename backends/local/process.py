@@ -88,6 +88,12 @@ def trainer_command(python: str, run_dir: Path) -> list[str]:
     return [python or sys.executable, "-m", "backends.local.train", "--run-dir", str(run_dir)]
 
 
+def launcher_command(python: str, run_dir: Path, processes: int) -> list[str]:
+    """The data-parallel launcher (backends.local.launch) of `processes` trainers."""
+    return [python or sys.executable, "-m", "backends.local.launch",
+            "--nproc-per-node", str(processes), "--run-dir", str(run_dir)]
+
+
 def signal_group(ref: ProcessRef, sig: signal.Signals) -> bool:
     """Signal the trainer's process group; False when it is already gone."""
     if not is_alive(ref):

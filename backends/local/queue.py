@@ -1,7 +1,8 @@
 """A FIFO of runs waiting for a training slot, kept on disk so that it survives restarts.
 
 Marker files, not a database: `.queue/<seq>-<run_id>` for waiting runs (the name sorts in
-arrival order) and `.active/<run_id>` (holding the slot) for runs with a trainer process. One
+arrival order) and `.active/<run_id>` (holding its slot, or comma-separated slots for a
+data-parallel job on several GPUs) for runs with a trainer process. One
 `flock` over the runs directory serialises everything that reads and changes them, across
 threads and across gateway processes on the same host.
 """
@@ -80,15 +81,20 @@ class RunQueue:
         return waiting.index(run_id) + 1 if run_id in waiting else None
 
     def active(self) -> dict[str, str]:
+        """Run id -> its slot ("0"), or its slots joined by commas ("0,1")."""
         return {p.name: p.read_text().strip() for p in self._active.iterdir()}
 
-    def activate(self, run_id: str, slot: str) -> None:
-        (self._active / run_id).write_text(slot)
+    def activate(self, run_id: str, slot: str | list[str]) -> None:
+        (self._active / run_id).write_text(slot if isinstance(slot, str) else ",".join(slot))
         self.dequeue(run_id)
 
     def release(self, run_id: str) -> None:
         (self._active / run_id).unlink(missing_ok=True)
 
     def free_slots(self) -> list[str]:
-        used = set(self.active().values())
+        used = {one for held in self.active().values() for one in held.split(",")}
         return [slot for slot in self.slots if slot not in used]
+
+    @property
+    def has_gpus(self) -> bool:
+        return self.slots != [CPU_SLOT]

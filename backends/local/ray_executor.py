@@ -1,7 +1,9 @@
 """Runs local-backend trainers as Ray Jobs, for teams that outgrow one machine.
 
 Ray only starts, watches and stops the trainer process (`python -m backends.local.train
---run-dir DIR`, the same entry point as on this host). Everything else still goes through the run
+--run-dir DIR`, the same entry point as on this host; for a data-parallel job the launcher,
+`python -m backends.local.launch --nproc-per-node N --run-dir DIR`, with `entrypoint_num_gpus`
+N, so Ray places all N ranks on one node). Everything else still goes through the run
 directory: spec, status, heartbeat, stop file and the metric and event streams that LocalBackend
 reads by byte offset. So the runs directory must be on storage that the gateway and every Ray
 worker mount at the same path (one host's disk, NFS, a shared volume); docs/deploy.md says how.
@@ -23,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import BackendError
-from backends.local.executor import ExecutorSettings, settle
+from backends.local.distributed import Parallelism
+from backends.local.executor import ExecutorSettings, run_parallelism, settle
+from backends.local.process import launcher_command
 from backends.local.queue import RunQueue
 from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
 
@@ -67,8 +71,10 @@ class RayUnavailable(BackendError):
         return self._configuration
 
 
-def trainer_entrypoint(python: str, run_dir: Path) -> str:
-    """The shell command Ray runs; one process, one GPU (see docs/deploy.md on multi-GPU)."""
+def trainer_entrypoint(python: str, run_dir: Path, processes: int = 1) -> str:
+    """The shell command Ray runs: the trainer, or the data-parallel launcher of N trainers."""
+    if processes > 1:
+        return shlex.join(launcher_command(python, run_dir, processes))
     return shlex.join([python, "-m", "backends.local.train", "--run-dir", str(run_dir)])
 
 
@@ -167,18 +173,24 @@ class RayExecutor:
             run.event("stop-requested", f"stop requested: {reason}")
         self._send_stop(run)
 
+    def check(self, wanted: Parallelism) -> str | None:
+        """Ray places the job; one that no node can hold waits until RAY_JOB_START_TIMEOUT."""
+        return None
+
     # -- Ray calls ---------------------------------------------------------------------------
 
     def _submit(self, run: RunDir) -> None:
         spec = run.read_spec()
         submission_id = str(spec.get("job_id") or run.run_id)
         gpus = float((spec.get("options") or {}).get("num_gpus", self.config.gpus_per_job))
+        processes = run_parallelism(run).processes
         adopted = False
         try:
             self._call(
-                "submit_job", entrypoint=trainer_entrypoint(self.config.python, run.path),
+                "submit_job",
+                entrypoint=trainer_entrypoint(self.config.python, run.path, processes),
                 submission_id=submission_id, entrypoint_num_gpus=gpus,
-                runtime_env={"env_vars": self._env()},
+                runtime_env={"env_vars": self._env(cpu_only=gpus == 0)},
                 metadata={"tunebridge_job_id": submission_id, "tunebridge_run_id": run.run_id,
                           "tunebridge_run_dir": str(run.path)})
         except _AlreadyExists:
@@ -186,11 +198,14 @@ class RayExecutor:
             if not adopted:
                 return
         write_json_atomic(run.launch_file, {"executor": "ray", "submission_id": submission_id,
-                                            "num_gpus": gpus, "launched_at": time.time()})
+                                            "num_gpus": gpus, "processes": processes,
+                                            "launched_at": time.time()})
         self.queue.activate(run.run_id, RAY_SLOT)
         verb = "adopted the existing Ray job" if adopted else "submitted to Ray as job"
-        run.event("launched", f"{verb} {submission_id} ({gpus:g} GPU); Ray starts the trainer "
-                  "when its resources are free", submission_id=submission_id, adopted=adopted)
+        ranks = f", {processes} data-parallel processes" if processes > 1 else ""
+        run.event("launched", f"{verb} {submission_id} ({gpus:g} GPU{ranks}); Ray starts the "
+                  "trainer when its resources are free", submission_id=submission_id,
+                  adopted=adopted, processes=processes)
 
     def _adoptable(self, run: RunDir, submission_id: str) -> bool:
         """A retried submit finds its own job (same run directory) and adopts it; a job of the
@@ -248,8 +263,12 @@ class RayExecutor:
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, cpu_only: bool = False) -> dict[str, str]:
+        """`cpu_only`: a job that asks for no GPU trains on CPU even on a GPU node (as on one
+        host), which also keeps CPU data-parallel ranks off a GPU they would have to share."""
         env = dict(self.settings.env)
+        if cpu_only:
+            env["CUDA_VISIBLE_DEVICES"] = ""
         env.update(TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                    RAY_JOB_STOP_WAIT_TIME_S=str(int(self.config.stop_wait_s)))
         if self.settings.torch_threads:

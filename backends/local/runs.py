@@ -157,6 +157,10 @@ class RunDir:
             record["data"] = data
         append_jsonl(self.events, record)
 
+    def rank_failure(self, rank: int) -> Path:
+        """Where a data-parallel rank that crashed says why (read by backends.local.launch)."""
+        return self.path / f"rank-{rank}.failure.json"
+
     def stop_requested(self) -> bool:
         return self.stop_file.exists()
 

@@ -4,23 +4,31 @@ Reads the spec the gateway wrote into DIR, trains, and writes everything back in
 and event streams while it runs, then the adapter, trainer state and a final status. This is the
 only process that imports torch, transformers, peft and trl. Exit codes: 0 for succeeded and
 cancelled (a cooperative stop is a normal end), 1 for failed.
+
+Data-parallel jobs run N of these under backends.local.launch (RANK, LOCAL_RANK and WORLD_SIZE
+set): only rank 0 writes the status, heartbeat, streams and adapter; every rank stops at the same
+step; a rank that crashes leaves `rank-K.failure.json` and the launcher writes the final status,
+since it alone knows which rank failed first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.local import data
+from backends.local import data, distributed
+from backends.local.distributed import World
 from backends.local.engine import choose_path
 from backends.local.lifecycle import Heartbeat, StopFlag
-from backends.local.runs import RunDir, RunState
+from backends.local.runs import RunDir, RunState, write_json_atomic
 
 
 @dataclass
@@ -28,8 +36,14 @@ class Context:
     run: RunDir
     spec: dict[str, Any]
     stop: StopFlag
-    heartbeat: Heartbeat
+    heartbeat: Heartbeat | None  # rank 0's only
+    world: World = field(default_factory=World)
     result: dict[str, Any] = field(default_factory=dict)
+
+    def event(self, event_id: str, message: str, level: str = "info", **data: Any) -> None:
+        """Events come from rank 0 only, so a data-parallel run reports each thing once."""
+        if self.world.main:
+            self.run.event(event_id, message, level, **data)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -65,13 +79,20 @@ def execute(ctx: Context) -> RunState:
 
     if ctx.spec.get("torch_threads"):
         torch.set_num_threads(int(ctx.spec["torch_threads"]))
+    cuda = modeling.cuda_available()
+    backend = distributed.init_group(ctx.world, cuda)
+    if ctx.world.distributed:
+        ctx.result.update(world_size=ctx.world.size, distributed_backend=backend)
     train_rows, eval_rows = load_examples(ctx)
     unsloth = importlib.util.find_spec("unsloth") is not None
-    path = choose_path(str(ctx.options.get("engine", "auto")), modeling.cuda_available(), unsloth)
-    ctx.run.event("loading", f"loading {ctx.spec['base_model']} ({path})", path=path)
-    loaded = modeling.load(ctx.spec["model_location"], path, ctx.hp)
+    path = choose_path(str(ctx.options.get("engine", "auto")), cuda, unsloth,
+                       data_parallel=ctx.world.distributed)
+    where = f", {ctx.world.size} data-parallel processes" if ctx.world.distributed else ""
+    ctx.event("loading", f"loading {ctx.spec['base_model']} ({path}{where})", path=path,
+              world_size=ctx.world.size)
+    loaded = modeling.load(ctx.spec["model_location"], path, ctx.hp, ctx.world.local_rank)
     ctx.result.update(path=path, device=loaded.device)
-    if ctx.stop.is_set():
+    if distributed.any_rank(ctx.stop.is_set()):
         ctx.result["stop_reason"] = "cancelled before training started"
         return RunState.CANCELLED
     marks = trainers.template_marks_generation(loaded.tokenizer)
@@ -82,7 +103,8 @@ def execute(ctx: Context) -> RunState:
                       eval_examples=len(evaluation.rows) if evaluation else 0)
     stream = StreamCallback(ctx.run, ctx.stop, ctx.heartbeat)
     trainer = trainers.build_trainer(
-        method, loaded, train, evaluation, ctx.hp, ctx.run, ctx.options, [stream]
+        method, loaded, train, evaluation, ctx.hp, ctx.run, ctx.options, [stream],
+        world_size=ctx.world.size,
     )
     trainer.train()
     return finish(ctx, trainer, stream, train)
@@ -91,6 +113,10 @@ def execute(ctx: Context) -> RunState:
 def finish(ctx: Context, trainer: Any, stream: Any, train: data.Prepared) -> RunState:
     """Record what happened and save the adapter (unless the loss went non-finite)."""
     state = trainer.state
+    ranks = distributed.gather({"rank": ctx.world.rank, "global_step": state.global_step,
+                                "stopped_at": stream.stopped_at})
+    if ctx.world.distributed:  # every rank stopped at the same step: the proof is here
+        ctx.result["ranks"] = ranks
     ctx.result.update(
         global_step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
         train_summary=stream.summary, best_checkpoint=state.best_model_checkpoint,
@@ -108,9 +134,10 @@ def finish(ctx: Context, trainer: Any, stream: Any, train: data.Prepared) -> Run
     stopped_early = state.global_step < state.max_steps
     ctx.result["stop_reason"] = "early_stopping" if stopped_early else "completed"
     if stopped_early:
-        ctx.run.event("early-stopped", f"early stopping at step {state.global_step}; best "
-                      f"eval_loss {state.best_metric} at step {_best_step(state)}")
-    post_training(ctx, trainer, train)
+        ctx.event("early-stopped", f"early stopping at step {state.global_step}; best "
+                  f"eval_loss {state.best_metric} at step {_best_step(state)}")
+    if ctx.world.main:  # the probe and the merge need no other rank
+        post_training(ctx, trainer, train)
     return RunState.SUCCEEDED
 
 
@@ -131,7 +158,9 @@ def _best_step(state: Any) -> int | None:
 
 def save_outputs(ctx: Context, trainer: Any) -> None:
     adapter = ctx.run.adapter_dir
-    trainer.save_model(str(adapter))
+    trainer.save_model(str(adapter))  # every rank calls it; only rank 0 writes
+    if not ctx.world.main:
+        return
     trainer.processing_class.save_pretrained(str(adapter))
     trainer.save_state()  # output/trainer_state.json
     ctx.result.update(
@@ -160,25 +189,48 @@ def post_training(ctx: Context, trainer: Any, train: data.Prepared) -> None:
         ctx.result["merged_model_path"] = str(out)
 
 
+def record_rank_failure(ctx: Context, exc: Exception, reason: str) -> None:
+    """A data-parallel rank's crash, for the launcher to name in the final status."""
+    record = {"rank": ctx.world.rank, "at": time.time(), "reason": reason,
+              "collective": distributed.is_collective_error(exc)}
+    if ctx.world.main:
+        record["result"] = ctx.result
+    write_json_atomic(ctx.run.rank_failure(ctx.world.rank), record)
+
+
 def run(run_dir: Path) -> int:
+    world = World.from_env()
+    if world.distributed:
+        distributed.die_with_launcher()
     run_ = RunDir(run_dir)
     stop = StopFlag(run_)
     stop.install_sigterm()
     spec = run_.read_spec()
-    heartbeat = Heartbeat(run_, float(spec.get("heartbeat_interval", 5.0)))
-    heartbeat.start()
-    run_.write_status(RunState.LOADING)
-    ctx = Context(run_, spec, stop, heartbeat)
+    heartbeat = None
+    if world.main:  # the other ranks of a data-parallel run write nothing to the run directory
+        heartbeat = Heartbeat(run_, float(spec.get("heartbeat_interval", 5.0)))
+        heartbeat.start()
+        run_.write_status(RunState.LOADING)
+    ctx = Context(run_, spec, stop, heartbeat, world)
     try:
         final = execute(ctx)
     except Exception as exc:
         traceback.print_exc()
         reason = f"trainer crashed: {type(exc).__name__}: {exc}"
-        run_.write_status(RunState.FAILED, reason=reason, result=ctx.result)
-        run_.event("failed", reason, level="error")
+        if world.distributed:
+            record_rank_failure(ctx, exc, reason)
+        else:
+            run_.write_status(RunState.FAILED, reason=reason, result=ctx.result)
+            run_.event("failed", reason, level="error")
         return 1
     finally:
-        heartbeat.close()
+        if heartbeat is not None:
+            heartbeat.close()
+        if world.distributed:
+            with contextlib.suppress(Exception):  # a group whose peers are gone
+                distributed.close_group()
+    if not world.main:
+        return 1 if final is RunState.FAILED else 0
     reason = str(ctx.result.get("failure") or ctx.result.get("stop_reason"))
     run_.write_status(final, reason=reason, result=ctx.result)
     run_.event(f"finished-{final.value}", f"run {final.value}: {reason}",

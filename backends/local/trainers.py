@@ -3,6 +3,10 @@
 One place maps the product's hyperparameter names onto trl's configs, and fixes the settings the
 product relies on: a log record every step (live curves), evaluation and checkpointing on the same
 cadence (so the best checkpoint is always a saved one), and CPU-safe precision.
+
+`batch_size` is the job's global batch (examples per optimizer step, as OpenAI means it), so a
+data-parallel job gives each of its N processes batch_size / N examples (rounded up), and the
+same hyperparameters take the same number of steps on one process or on N.
 """
 
 from __future__ import annotations
@@ -26,20 +30,25 @@ def template_marks_generation(tokenizer: Any) -> bool:
     return isinstance(template, str | dict) and has_generation_markers(template)
 
 
+def per_device_batch(batch_size: int, world_size: int) -> int:
+    return max(1, -(-int(batch_size) // max(1, world_size)))
+
+
 def common_args(
     hp: dict[str, Any], path: str, run: RunDir, n_train: int, has_eval: bool,
-    options: dict[str, Any],
+    options: dict[str, Any], world_size: int = 1,
 ) -> dict[str, Any]:
     """TrainingArguments shared by both methods."""
     eval_steps = hp["eval_steps"] or default_eval_steps(planned_steps(n_train, hp))
     on_cpu = path == CPU_LORA
     checkpointing = bool(options.get("gradient_checkpointing", not on_cpu)) and path != UNSLOTH
+    batch = per_device_batch(hp["batch_size"], world_size)
     args: dict[str, Any] = {
         "output_dir": str(run.output_dir),
         "num_train_epochs": hp["n_epochs"],
         "max_steps": hp["max_steps"] or -1,
-        "per_device_train_batch_size": hp["batch_size"],
-        "per_device_eval_batch_size": hp["batch_size"],
+        "per_device_train_batch_size": batch,
+        "per_device_eval_batch_size": batch,
         "gradient_accumulation_steps": hp["gradient_accumulation_steps"],
         "learning_rate": hp["learning_rate"],
         "warmup_steps": hp["warmup_ratio"],  # a float < 1 is a ratio of total steps
@@ -58,6 +67,10 @@ def common_args(
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "save_only_model": True,
     }
+    if world_size > 1:
+        # Every LoRA weight takes part in every step: DDP need not search for unused ones (and
+        # that search breaks gradient checkpointing).
+        args.update(ddp_backend="gloo" if on_cpu else "nccl", ddp_find_unused_parameters=False)
     if has_eval:
         args.update(
             eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps",
@@ -78,8 +91,10 @@ def build_trainer(
     run: RunDir,
     options: dict[str, Any],
     callbacks: list[TrainerCallback],
+    world_size: int = 1,
 ) -> SFTTrainer | DPOTrainer:
-    args = common_args(hp, loaded.path, run, len(train.rows), evaluation is not None, options)
+    args = common_args(hp, loaded.path, run, len(train.rows), evaluation is not None, options,
+                       world_size)
     callbacks = list(callbacks)
     if evaluation is not None and hp.get("early_stopping_patience"):
         callbacks.append(EarlyStoppingCallback(int(hp["early_stopping_patience"])))

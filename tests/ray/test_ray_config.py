@@ -68,6 +68,9 @@ def test_a_gateway_imports_ray_only_when_it_talks_to_ray(tmp_path: Path) -> None
 def test_entrypoint_is_the_local_trainer_and_quotes_paths() -> None:
     command = trainer_entrypoint("python", Path("/shared/runs/a b;rm -rf x"))
     assert command == "python -m backends.local.train --run-dir '/shared/runs/a b;rm -rf x'"
+    command = trainer_entrypoint("python", Path("/shared/runs/a b"), processes=2)
+    assert command == ("python -m backends.local.launch --nproc-per-node 2 "
+                       "--run-dir '/shared/runs/a b'")
 
 
 @pytest.mark.parametrize(("status", "stop", "state", "words"), [
@@ -94,14 +97,15 @@ def test_ray_statuses_cover_rays_own_enum() -> None:
         RayStatus(str(s)) for s in JobStatus if s.is_terminal()}
 
 
-def test_one_trainer_takes_at_most_one_gpu(tmp_path: Path) -> None:
+def test_gpu_options_are_checked_at_submit(tmp_path: Path) -> None:
     train = tmp_path / "train.jsonl"
     train.write_text(json.dumps({"messages": []}) + "\n")
     backend = LocalBackend(tmp_path / "runs", tmp_path / "models", slots=["cpu"])
-    for gpus in (2, True, "1"):
+    for gpus, words in ((True, "whole number"), ("1", "whole number"), (-1, "whole number"),
+                        (2, "this host has no GPU")):
         spec = sft_spec(f"job_{gpus}", Path("someorg/some-model"), train,
                         options={"num_gpus": gpus})
-        with pytest.raises(BackendError, match="num_gpus must be 0 or 1") as refused:
+        with pytest.raises(BackendError, match=words) as refused:
             asyncio.run(backend.submit(spec))
         assert not refused.value.retryable
 

@@ -62,7 +62,9 @@ def test_gateway_runs_a_job_on_ray_and_cancels_another(
             return str(created.json()["id"])
 
         done_id = start(6, {"num_gpus": 0})
-        cancel_id = start(400, {})
+        # Two data-parallel CPU processes: the entrypoint is the launcher, and Ray's stop_job
+        # (SIGTERM to it) must still end in a saved adapter.
+        cancel_id = start(400, {"num_gpus": 0, "num_processes": 2})
 
         def metrics(job_id: str) -> list[dict[str, Any]]:
             return list(http.get(f"/api/jobs/{job_id}/metrics").json()["data"])
@@ -87,6 +89,7 @@ def test_gateway_runs_a_job_on_ray_and_cancels_another(
     assert any(f"submitted to Ray as job {done_id}" in e["message"] for e in events), events
     assert Path(cancelled["result"]["adapter_path"], "adapter_config.json").exists()
     assert cancelled["result"]["reason"].startswith("cancelled after step")
+    assert cancelled["result"]["world_size"] == 2
 
     ray = ray_client(ray_head)
     # Ray records the end once the process has exited: a moment after the trainer's last word.
@@ -96,6 +99,7 @@ def test_gateway_runs_a_job_on_ray_and_cancels_another(
     assert (str(finished.status), str(stopped.status)) == ("SUCCEEDED", "STOPPED")
     assert finished.metadata["tunebridge_job_id"] == done_id
     assert "backends.local.train --run-dir" in finished.entrypoint
+    assert "backends.local.launch --nproc-per-node 2 --run-dir" in stopped.entrypoint
     assert finished.runtime_env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"] == "60"
     ours = [j for j in ray.list_jobs() if j.submission_id in (done_id, cancel_id)]
     assert len(ours) == 2, "a job was submitted to Ray twice"
