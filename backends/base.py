@@ -7,6 +7,7 @@ be tested, and even run in another process, without the rest of the product.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -109,3 +110,12 @@ class Backend(Protocol):
     async def poll(self, handle: Handle, cursor: str | None) -> Update: ...
 
     async def cancel(self, handle: Handle) -> None: ...
+
+
+@runtime_checkable
+class BatchPolling(Protocol):
+    """Optional for a Backend: polls of these jobs made inside the context may use what it read
+    on entry for all of them (e.g. one list request for a hundred statuses). It must not raise
+    a job's BackendError on entry: the poll of that job raises it."""
+
+    def poll_cycle(self, handles: Sequence[Handle]) -> AbstractAsyncContextManager[None]: ...

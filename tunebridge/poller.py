@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from sqlmodel import Session
 
-from backends.base import Backend, BackendError, Handle, JobSpec, RemoteStatus, Update
+from backends.base import (
+    Backend,
+    BackendError,
+    BatchPolling,
+    Handle,
+    JobSpec,
+    RemoteStatus,
+    Update,
+)
 from backends.registry import BackendRegistry, UnknownBackend
 from storage.database import Database
 from storage.repositories.datasets import DatasetRepository
@@ -45,15 +52,6 @@ REMOTE_TO_JOB = {
     RemoteStatus.FAILED: JobStatus.FAILED,
     RemoteStatus.CANCELLED: JobStatus.CANCELLED,
 }
-
-
-@runtime_checkable
-class BatchPolling(Protocol):
-    """Optional for a Backend: polls of these jobs made inside the context may use what it read
-    on entry for all of them (e.g. one list request for a hundred statuses). It must not raise
-    a job's BackendError on entry: the poll of that job raises it."""
-
-    def poll_cycle(self, handles: Sequence[Handle]) -> AbstractAsyncContextManager[None]: ...
 
 
 @dataclass(frozen=True)
