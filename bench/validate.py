@@ -197,7 +197,7 @@ def child(variant: str, path: Path, model: str) -> None:
 
 
 def measure(variant: str, path: Path, model: str) -> dict[str, Any]:
-    """Runs one variant in a child, sampling its process tree's memory every 20 ms: summed RSS
+    """Runs one variant in a child, sampling its process tree's memory every 50 ms: summed RSS
     counts pages the workers share with their parent once per process, summed PSS splits them
     (the memory the machine really gives the run)."""
     child = subprocess.Popen([sys.executable, __file__, "--child", variant, "--path", str(path),
@@ -206,7 +206,7 @@ def measure(variant: str, path: Path, model: str) -> dict[str, Any]:
     while child.poll() is None:
         rss, pss = _tree_memory(child.pid)
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-        time.sleep(0.02)
+        time.sleep(0.05)
     out = child.stdout.read() if child.stdout else ""
     if child.returncode:
         raise SystemExit(f"{variant} failed with exit code {child.returncode}")
@@ -214,23 +214,59 @@ def measure(variant: str, path: Path, model: str) -> dict[str, Any]:
     return {**result, "tree_rss_mb": peak_rss / 1024, "tree_pss_mb": peak_pss / 1024}
 
 
-def _tree_memory(pid: int) -> tuple[int, int]:
-    """Summed RSS and PSS (kB) of a process and its descendants; 0 for ones already gone."""
-    rss = pss = 0
+def _children_files(pid: int) -> dict[int, list[int]] | None:
+    """Descendants from /proc/PID/task/PID/children (cheap); None where the kernel lacks it."""
+    found: dict[int, list[int]] = {}
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
-            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+            text = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except FileNotFoundError:
+            if current == pid:
+                return None
+            continue
         except OSError:
             continue
-        for row in rollup.splitlines():
+        found[current] = [int(child) for child in text.split()]
+        pending.extend(found[current])
+    return found
+
+
+def _children_by_scan() -> dict[int, list[int]]:
+    parents: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(fields[1])].append(int(stat.parent.name))
+    return parents
+
+
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Summed RSS and PSS (kB) of a process and its descendants; 0 for ones already gone.
+    Where the kernel has no smaps_rollup (gVisor), PSS falls back to RSS."""
+    parents = _children_files(pid) or _children_by_scan()
+    rss = pss = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        pending.extend(parents.get(current, []))
+        try:
+            rows = Path(f"/proc/{current}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            try:
+                rows = Path(f"/proc/{current}/status").read_text().splitlines()
+            except OSError:
+                continue
+            rows += [row.replace("VmRSS", "Pss") for row in rows if row.startswith("VmRSS")]
+        for row in rows:
             key, _, value = row.partition(":")
-            if key in ("Rss", "Pss"):
-                amount = int(value.split()[0])
-                rss, pss = (rss + amount, pss) if key == "Rss" else (rss, pss + amount)
-        pending.extend(int(child) for child in children.split())
+            if key in ("Rss", "VmRSS"):
+                rss += int(value.split()[0])
+            elif key == "Pss":
+                pss += int(value.split()[0])
     return rss, pss
 
 
