@@ -37,8 +37,15 @@ def hold_for_migration(connection: Connection) -> None:
     """Replicas starting together on an empty database migrate one after the other: the
     first takes this transaction-level lock and creates the schema, the others wait for its
     commit and then find the schema at head. No-op on SQLite (one process)."""
+    hold_until_commit(connection, "migrate")
+
+
+def hold_until_commit(connection: Connection, name: str) -> None:
+    """A transaction-level lock named `name`: the next holder waits for this transaction's
+    commit or rollback and then sees what it wrote. No-op on SQLite (one process, and its
+    writers are serialised anyway)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(_MIGRATE, {"name": "migrate"})
+        connection.execute(_MIGRATE, {"name": name})
 
 
 class TickLock(Protocol):

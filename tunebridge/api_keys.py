@@ -47,14 +47,19 @@ def parse_scopes(raw: list[str]) -> list[Scope]:
 
 
 def create_key(*, db: Database, clock: Clock, name: str, scopes: list[str]) -> IssuedKey:
+    issued = _mint(clock=clock, name=name, scopes=scopes)
+    with db.session() as session:
+        ApiKeyRepository(session).add(issued.key)
+    return issued
+
+
+def _mint(*, clock: Clock, name: str, scopes: list[str]) -> IssuedKey:
     parsed = parse_scopes(scopes)
     if not parsed:
         raise InvalidInput("invalid_scope", "A key needs at least one scope.")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(id=new_id("key"), name=name, prefix=plaintext[:10], key_hash=hash_key(plaintext),
                  scopes=[s.value for s in parsed], created_at=clock.now())
-    with db.session() as session:
-        ApiKeyRepository(session).add(key)
     return IssuedKey(key=key, plaintext=plaintext)
 
 
@@ -97,14 +102,21 @@ def revoke_key(*, db: Database, clock: Clock, key_id: str) -> ApiKey:
 
 
 def ensure_admin_key(*, db: Database, clock: Clock, path: Path) -> Path | None:
-    """On an empty database, mint an admin key into a 0600 file and return its path."""
+    """On an empty database, mint an admin key into a 0600 file and return its path.
+
+    Exactly one key even when replicas start together (a lock held until commit). The file is
+    written before the commit: a crash in between leaves no key in the database, so the next
+    start mints a fresh one, rather than a stored key that nobody holds."""
     with db.session() as session:
-        if ApiKeyRepository(session).count() > 0:
+        repo = ApiKeyRepository(session)
+        repo.hold_bootstrap_lock()
+        if repo.count() > 0:
             return None
-    issued = create_key(db=db, clock=clock, name="bootstrap-admin", scopes=[Scope.ADMIN.value])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(issued.plaintext + "\n")
-    os.chmod(path, 0o600)
+        issued = _mint(clock=clock, name="bootstrap-admin", scopes=[Scope.ADMIN.value])
+        repo.add(issued.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(issued.plaintext + "\n")
+        os.chmod(path, 0o600)
     return path

@@ -3,6 +3,7 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from storage.leadership import hold_until_commit
 from storage.tables import ApiKey
 
 
@@ -23,6 +24,11 @@ class ApiKeyRepository:
 
     def all(self) -> list[ApiKey]:
         return list(self.session.exec(select(ApiKey).order_by(col(ApiKey.created_at))))
+
+    def hold_bootstrap_lock(self) -> None:
+        """Replicas starting together on an empty database: one mints the bootstrap key, the
+        others wait for its commit and then count it."""
+        hold_until_commit(self.session.connection(), "bootstrap-admin-key")
 
     def count(self) -> int:
         return int(self.session.exec(select(func.count()).select_from(ApiKey)).one())
