@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,6 +32,11 @@ class Scheduler:
         self._poller = poller
         self._sender = sender
         self._lock = lock if lock is not None else tick_lock(poller.db.engine, POLL_JOB)
+        # A wake while that job runs is remembered and served by one more round of the running
+        # job: asking APScheduler instead would only log "maximum number of running instances
+        # reached" and drop the wake.
+        self._running: set[str] = set()
+        self._again: set[str] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(self._poll, "interval", seconds=poll_interval_s, id=POLL_JOB,
                                 max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
@@ -39,6 +45,23 @@ class Scheduler:
                                 next_run_time=datetime.now(UTC))
 
     async def _poll(self) -> None:
+        await self._rounds(POLL_JOB, self._poll_once)
+
+    async def _drain(self) -> None:
+        await self._rounds(OUTBOX_JOB, self._drain_once)
+
+    async def _rounds(self, job_id: str, once: Callable[[], Awaitable[None]]) -> None:
+        self._running.add(job_id)
+        try:
+            while True:
+                self._again.discard(job_id)
+                await once()
+                if job_id not in self._again:
+                    return
+        finally:
+            self._running.discard(job_id)
+
+    async def _poll_once(self) -> None:
         if not await asyncio.to_thread(self._lock.acquire):
             log.debug("poll tick skipped: another replica is polling")
             return
@@ -50,7 +73,7 @@ class Scheduler:
             await asyncio.to_thread(self._lock.release)
         self.wake_outbox()
 
-    async def _drain(self) -> None:
+    async def _drain_once(self) -> None:
         try:
             await self._sender.drain()
         except Exception:
@@ -66,9 +89,13 @@ class Scheduler:
 
     def wake_poll(self) -> None:
         """Run the poll tick now (e.g. after a cancel) instead of waiting for the interval."""
-        if self._scheduler.running:
-            self._scheduler.modify_job(POLL_JOB, next_run_time=datetime.now(UTC))
+        self._wake(POLL_JOB)
 
     def wake_outbox(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.modify_job(OUTBOX_JOB, next_run_time=datetime.now(UTC))
+        self._wake(OUTBOX_JOB)
+
+    def _wake(self, job_id: str) -> None:
+        if job_id in self._running:
+            self._again.add(job_id)
+        elif self._scheduler.running:
+            self._scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
