@@ -28,6 +28,7 @@ class JobPolicy:
     max_cost_usd: float | None = None
     max_gpu_hours: float | None = None
     max_reported: int = 100
+    validation_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ class Assessment:
 
 
 def _counter(backend: str, base_model: str, models_dir: Path) -> tokens.TokenCounter | None:
+    """A local model's own tokenizer; None for OpenAI, whose tiktoken counter the validation
+    builds from the model name (so worker processes can build it too)."""
     if backend == "openai":
-        return tokens.counter_for_model(base_model)
+        return None
     try:
         from backends.local.catalogue import ModelCatalogue
 
@@ -60,7 +63,8 @@ def assess(*, policy: JobPolicy, backend: str, base_model: str, epochs: int,
     counter = _counter(backend, base_model, policy.models_dir)
     context = tokens.context_for_model(base_model) if backend == "openai" else None
     report = validate_file(training, backend=backend, model=base_model, counter=counter,
-                           context=context, max_reported=policy.max_reported)
+                           context=context, max_reported=policy.max_reported,
+                           workers=policy.validation_workers)
     if not report.ok:
         raise InvalidInput(
             "dataset_not_usable",

@@ -29,6 +29,7 @@ class StoredDataset:
 class ValidationLimits:
     max_reported: int = 100
     max_line_bytes: int = 8 << 20
+    workers: int = 1  # processes for a file of 64 MB or more (see validation/parallel.py)
 
 
 def _existing(db: Database, sha256: str) -> Dataset | None:
@@ -49,7 +50,7 @@ def store_dataset(
         blobs.discard(staged)
         return StoredDataset(dataset=existing, created=False)
     report = validate_file(staged.temp_path, max_reported=limits.max_reported,
-                           max_line_bytes=limits.max_line_bytes)
+                           max_line_bytes=limits.max_line_bytes, workers=limits.workers)
     if not report.ok:
         blobs.discard(staged)
         raise InvalidInput(

@@ -43,12 +43,14 @@ class Runtime:
         s = self.settings
         return JobPolicy(models_dir=s.data_dir / "models", local_device=s.local_device,
                          max_cost_usd=s.max_cost_usd, max_gpu_hours=s.max_gpu_hours,
-                         max_reported=s.max_reported_errors)
+                         max_reported=s.max_reported_errors,
+                         validation_workers=s.validation_workers)
 
     @property
     def validation_limits(self) -> ValidationLimits:
         return ValidationLimits(max_reported=self.settings.max_reported_errors,
-                                max_line_bytes=self.settings.max_line_bytes)
+                                max_line_bytes=self.settings.max_line_bytes,
+                                workers=self.settings.validation_workers)
 
     def wake_poll(self) -> None:
         """Poll now (after a create, cancel or approve) rather than at the next interval."""

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         default=200.0, gt=1, description="gzip uploads expanding more than this are refused")
     max_line_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     max_reported_errors: int = Field(default=100, ge=1)
+    # Processes validating an upload or a job's training file of 64 MB or more. The server's
+    # workers are spawned (forking beside its threads is unsafe), so each one that counts tokens
+    # loads its own tokenizer (~125 MB): more is faster, at that memory per worker.
+    validation_workers: int = Field(default=1, ge=1, le=64)
     page_size_max: int = Field(default=200, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # A claim still "in progress" after this long belongs to a request that died (a crash or a
