@@ -172,8 +172,8 @@ class LocalBackend:
         options = dict(spec.options)
         if options.get("engine", "auto") not in ENGINES:
             raise BackendError(f"engine must be one of {ENGINES}", retryable=False)
-        try:
-            wanted = parallelism(options)
+        try:  # num_nodes > 1 only where trainers can start on other machines (Ray)
+            wanted = parallelism(options, multi_node=getattr(self.executor, "multi_node", False))
         except ParallelismError as exc:
             raise BackendError(str(exc), retryable=False) from exc
         if wanted.data_parallel and options.get("engine") == "unsloth":

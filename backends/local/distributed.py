@@ -1,10 +1,12 @@
 """Data-parallel jobs: how many trainer processes a job asks for, and how those processes agree.
 
-A job with `num_gpus` N > 1, or `num_processes` N > 1, trains data-parallel on one node: torch's
-launcher (`torch.distributed.run`, driven by backends.local.launch) starts N copies of the
+A job with `num_gpus` N > 1, or `num_processes` N > 1, trains data-parallel: N copies of the
 trainer, and transformers' Trainer wraps the model in DistributedDataParallel because RANK,
-LOCAL_RANK and WORLD_SIZE are set (NCCL on GPUs, gloo on CPU processes). Each rank trains on its
-share of every batch; gradients are averaged, so every rank holds the same adapter.
+LOCAL_RANK and WORLD_SIZE are set (NCCL on GPUs, gloo on CPU processes). On one node torch's
+launcher starts them (`torch.distributed.run`, driven by backends.local.launch); a job with
+`num_nodes` > 1 runs them as Ray Train workers (backends.local.ray_train), which set the same
+variables and join the process group before our code runs. Each rank trains on its share of
+every batch; gradients are averaged, so every rank holds the same adapter.
 
 The run directory has one writer: rank 0 writes the status, heartbeat, metric and event streams
 and the adapter. Decisions that end training (a stop request, a non-finite loss) are taken by all
@@ -34,10 +36,12 @@ class ParallelismError(ValueError):
 
 @dataclass(frozen=True)
 class Parallelism:
-    """What a job asks for: `processes` data-parallel trainers over `gpus` GPUs (0: on CPU)."""
+    """What a job asks for: `processes` data-parallel trainers over `gpus` GPUs (0: on CPU),
+    spread over `nodes` machines (all three are the job's totals)."""
 
     processes: int = 1
     gpus: int = 1
+    nodes: int = 1
 
     @property
     def data_parallel(self) -> bool:
@@ -46,6 +50,10 @@ class Parallelism:
     @property
     def on_cpu(self) -> bool:
         return self.gpus == 0
+
+    @property
+    def per_node(self) -> int:
+        return self.processes // self.nodes
 
 
 def _count(options: Mapping[str, Any], key: str, minimum: int) -> int | None:
@@ -60,23 +68,30 @@ def _count(options: Mapping[str, Any], key: str, minimum: int) -> int | None:
     return value
 
 
-def parallelism(options: Mapping[str, Any]) -> Parallelism:
+def parallelism(options: Mapping[str, Any], multi_node: bool = False) -> Parallelism:
     """The job's parallelism from its options, validated.
 
     - `num_gpus` (default 1): GPUs for the job; 0 trains on CPU. N > 1: N processes, one per GPU.
-    - `num_processes` (default 1, or `num_gpus` when that is > 1): data-parallel trainer
-      processes. N > 1 needs `num_gpus` said explicitly: 0 for N CPU processes (gloo), or N.
-    - `num_nodes`: only 1. Multi-node jobs are not implemented (docs/deploy.md).
+    - `num_processes` (default 1, or `num_gpus` when that is > 1, or `num_nodes` on CPU):
+      data-parallel trainer processes. N > 1 needs `num_gpus` said explicitly: 0 for N CPU
+      processes (gloo), or N.
+    - `num_nodes` (default 1): machines the processes are spread over, evenly. Only where the
+      executor can start trainers on other machines (`multi_node`: the Ray executor).
     """
-    nodes = _count(options, "num_nodes", 1)
-    if nodes is not None and nodes != 1:
+    nodes = _count(options, "num_nodes", 1) or 1
+    if nodes > 1 and not multi_node:
         raise ParallelismError(
-            f"option num_nodes is {nodes}: multi-node training is not supported; a job's "
-            "data-parallel processes run on one node (num_gpus or num_processes, docs/deploy.md)")
+            f"option num_nodes is {nodes}: multi-node training is not supported by trainers "
+            "started on the gateway's own host; it needs TUNEBRIDGE_LOCAL_EXECUTOR=ray (Ray "
+            "Train across the cluster's nodes, docs/deploy.md)")
     gpus = _count(options, "num_gpus", 0)
     processes = _count(options, "num_processes", 1)
+    if nodes > 1 and gpus is None:
+        raise ParallelismError(
+            f"option num_nodes {nodes} needs num_gpus as well: the job's total GPUs (a multiple "
+            f"of {nodes}), or 0 for CPU processes")
     if processes is None:
-        processes = gpus if gpus is not None and gpus > 1 else 1
+        processes = gpus if gpus is not None and gpus > 1 else (nodes if gpus == 0 else 1)
     if processes > 1 and gpus is None:
         raise ParallelismError(
             f"option num_processes {processes} needs num_gpus as well: 0 for {processes} CPU "
@@ -85,7 +100,12 @@ def parallelism(options: Mapping[str, Any]) -> Parallelism:
         raise ParallelismError(
             f"options num_processes {processes} and num_gpus {gpus} disagree: a data-parallel "
             "job runs one process per GPU (or num_gpus 0 for CPU processes)")
-    return Parallelism(processes=processes, gpus=1 if gpus is None else gpus)
+    if processes % nodes:
+        what = f"num_gpus {gpus}" if gpus else f"num_processes {processes}"
+        raise ParallelismError(
+            f"option {what} cannot be spread evenly over num_nodes {nodes}: it is the job's "
+            f"total, so it must be a multiple of {nodes}")
+    return Parallelism(processes=processes, gpus=1 if gpus is None else gpus, nodes=nodes)
 
 
 @dataclass(frozen=True)
@@ -95,12 +115,19 @@ class World:
     rank: int = 0
     local_rank: int = 0
     size: int = 1
+    device: int | None = None  # the CUDA device Ray Train gave this worker, when it says
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> World:
+        """torchrun and Ray Train both set RANK, LOCAL_RANK and WORLD_SIZE. Ray Train also names
+        the worker's own GPU in ACCELERATE_TORCH_DEVICE (`cuda:K`, an index among the node's
+        visible devices), which accelerate reads too: we follow it rather than assume K is the
+        local rank."""
         env = os.environ if env is None else env
+        device = env.get("ACCELERATE_TORCH_DEVICE", "")
         return cls(rank=int(env.get("RANK", 0)), local_rank=int(env.get("LOCAL_RANK", 0)),
-                   size=int(env.get("WORLD_SIZE", 1)))
+                   size=int(env.get("WORLD_SIZE", 1)),
+                   device=int(device[5:]) if device.startswith("cuda:") else None)
 
     @property
     def main(self) -> bool:
@@ -110,6 +137,11 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+    @property
+    def cuda_index(self) -> int:
+        """This rank's GPU among the visible devices."""
+        return self.local_rank if self.device is None else self.device
 
 
 def die_with_launcher() -> None:
@@ -130,18 +162,19 @@ def die_with_launcher() -> None:
 
 def init_group(world: World, cuda: bool) -> str | None:
     """Join the process group (before loading the model, so every early decision can be shared);
-    accelerate, inside the Trainer, finds it initialised and uses it. Returns the backend."""
+    accelerate, inside the Trainer, finds it initialised and uses it. Under Ray Train the group
+    exists already (Ray Train initialised it from MASTER_ADDR and MASTER_PORT before calling
+    us): it is used as it is. Returns the backend."""
     if not world.distributed:
         return None
     import torch
     import torch.distributed as dist
 
-    backend = "nccl" if cuda else "gloo"
     if cuda:
-        torch.cuda.set_device(world.local_rank)
+        torch.cuda.set_device(world.cuda_index)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return backend
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return str(dist.get_backend())
 
 
 def _device() -> Any:

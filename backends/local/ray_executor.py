@@ -1,9 +1,11 @@
 """Runs local-backend trainers as Ray Jobs, for teams that outgrow one machine.
 
 Ray only starts, watches and stops the trainer process (`python -m backends.local.train
---run-dir DIR`, the same entry point as on this host; for a data-parallel job the launcher,
-`python -m backends.local.launch --nproc-per-node N --run-dir DIR`, with `entrypoint_num_gpus`
-N, so Ray places all N ranks on one node). Everything else still goes through the run
+--run-dir DIR`, the same entry point as on this host; for a data-parallel job on one node the
+launcher, `python -m backends.local.launch --nproc-per-node N --run-dir DIR`, with
+`entrypoint_num_gpus` N, so Ray places all N ranks on one node). A job with `num_nodes` > 1 runs
+`python -m backends.local.ray_train`, a driver that reserves no GPU itself and has Ray Train
+place one worker per rank over the cluster's nodes. Everything else still goes through the run
 directory: spec, status, heartbeat, stop file and the metric and event streams that LocalBackend
 reads by byte offset. So the runs directory must be on storage that the gateway and every Ray
 worker mount at the same path (one host's disk, NFS, a shared volume); docs/deploy.md says how.
@@ -26,9 +28,10 @@ from typing import Any
 
 from backends.base import BackendError
 from backends.local.distributed import Parallelism
-from backends.local.executor import ExecutorSettings, run_parallelism, settle
+from backends.local.executor import ExecutorSettings, settle
 from backends.local.process import launcher_command
 from backends.local.queue import RunQueue
+from backends.local.ray_train import describe, driver_command, job_parallelism
 from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
 
 RAY_SLOT = "ray"  # the queue's marker for "held by Ray": Ray, not our slots, places the trainer
@@ -102,6 +105,8 @@ class RayExecutor:
     """Same interface as SubprocessExecutor (pump, reconcile, request_stop); callers hold the
     queue lock. Every waiting run is submitted at once: Ray queues jobs until resources free."""
 
+    multi_node = True  # LocalBackend accepts num_nodes > 1: Ray Train places the ranks
+
     def __init__(self, runs_dir: Path, queue: RunQueue, settings: ExecutorSettings,
                  config: RayConfig) -> None:
         self.runs_dir = runs_dir
@@ -174,7 +179,8 @@ class RayExecutor:
         self._send_stop(run)
 
     def check(self, wanted: Parallelism) -> str | None:
-        """Ray places the job; one that no node can hold waits until RAY_JOB_START_TIMEOUT."""
+        """Ray places the job; one that no node can hold waits until RAY_JOB_START_TIMEOUT (a
+        multi-node job's workers: until they fit, or the job is cancelled)."""
         return None
 
     # -- Ray calls ---------------------------------------------------------------------------
@@ -182,14 +188,19 @@ class RayExecutor:
     def _submit(self, run: RunDir) -> None:
         spec = run.read_spec()
         submission_id = str(spec.get("job_id") or run.run_id)
+        wanted = job_parallelism(spec)
         gpus = float((spec.get("options") or {}).get("num_gpus", self.config.gpus_per_job))
-        processes = run_parallelism(run).processes
+        if wanted.nodes > 1:  # Ray Train's workers hold the GPUs; the driver needs none
+            entrypoint = shlex.join(driver_command(self.config.python, run.path, wanted))
+            entrypoint_gpus = 0.0
+        else:
+            entrypoint = trainer_entrypoint(self.config.python, run.path, wanted.processes)
+            entrypoint_gpus = gpus
         adopted = False
         try:
             self._call(
-                "submit_job",
-                entrypoint=trainer_entrypoint(self.config.python, run.path, processes),
-                submission_id=submission_id, entrypoint_num_gpus=gpus,
+                "submit_job", entrypoint=entrypoint, submission_id=submission_id,
+                entrypoint_num_gpus=entrypoint_gpus,
                 runtime_env={"env_vars": self._env(cpu_only=gpus == 0)},
                 metadata={"tunebridge_job_id": submission_id, "tunebridge_run_id": run.run_id,
                           "tunebridge_run_dir": str(run.path)})
@@ -198,14 +209,15 @@ class RayExecutor:
             if not adopted:
                 return
         write_json_atomic(run.launch_file, {"executor": "ray", "submission_id": submission_id,
-                                            "num_gpus": gpus, "processes": processes,
-                                            "launched_at": time.time()})
+                                            "num_gpus": gpus, "processes": wanted.processes,
+                                            "nodes": wanted.nodes, "launched_at": time.time()})
         self.queue.activate(run.run_id, RAY_SLOT)
         verb = "adopted the existing Ray job" if adopted else "submitted to Ray as job"
-        ranks = f", {processes} data-parallel processes" if processes > 1 else ""
-        run.event("launched", f"{verb} {submission_id} ({gpus:g} GPU{ranks}); Ray starts the "
+        ranks = f", {wanted.processes} data-parallel processes" if wanted.data_parallel else ""
+        shape = describe(wanted) if wanted.nodes > 1 else f"{gpus:g} GPU{ranks}"
+        run.event("launched", f"{verb} {submission_id} ({shape}); Ray starts the "
                   "trainer when its resources are free", submission_id=submission_id,
-                  adopted=adopted, processes=processes)
+                  adopted=adopted, processes=wanted.processes, nodes=wanted.nodes)
 
     def _adoptable(self, run: RunDir, submission_id: str) -> bool:
         """A retried submit finds its own job (same run directory) and adopts it; a job of the

@@ -8,7 +8,9 @@ cancelled (a cooperative stop is a normal end), 1 for failed.
 Data-parallel jobs run N of these under backends.local.launch (RANK, LOCAL_RANK and WORLD_SIZE
 set): only rank 0 writes the status, heartbeat, streams and adapter; every rank stops at the same
 step; a rank that crashes leaves `rank-K.failure.json` and the launcher writes the final status,
-since it alone knows which rank failed first.
+since it alone knows which rank failed first. Multi-node jobs call `run` inside Ray Train workers
+(backends.local.ray_train) instead: same variables, the process group already joined, and the
+training function on a thread of its own, so SIGTERM is the driver's to handle.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -90,7 +93,7 @@ def execute(ctx: Context) -> RunState:
     where = f", {ctx.world.size} data-parallel processes" if ctx.world.distributed else ""
     ctx.event("loading", f"loading {ctx.spec['base_model']} ({path}{where})", path=path,
               world_size=ctx.world.size)
-    loaded = modeling.load(ctx.spec["model_location"], path, ctx.hp, ctx.world.local_rank)
+    loaded = modeling.load(ctx.spec["model_location"], path, ctx.hp, ctx.world.cuda_index)
     ctx.result.update(path=path, device=loaded.device)
     if distributed.any_rank(ctx.stop.is_set()):
         ctx.result["stop_reason"] = "cancelled before training started"
@@ -204,7 +207,8 @@ def run(run_dir: Path) -> int:
         distributed.die_with_launcher()
     run_ = RunDir(run_dir)
     stop = StopFlag(run_)
-    stop.install_sigterm()
+    if threading.current_thread() is threading.main_thread():  # not so in a Ray Train worker
+        stop.install_sigterm()
     spec = run_.read_spec()
     heartbeat = None
     if world.main:  # the other ranks of a data-parallel run write nothing to the run directory

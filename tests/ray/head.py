@@ -51,6 +51,7 @@ class RayHead:
         self._starting: float | None = None  # the start's deadline while not yet ready
         self._began = 0.0
         self._ns: str | None = None  # "net:[inode]" of the head's namespace
+        self.nodes: list[subprocess.Popen[bytes]] = []  # nodes joined by add_node
 
     @property
     def address(self) -> str:
@@ -77,18 +78,52 @@ class RayHead:
         relay = [sys.executable, "-m", "tests.ray.relay", f"unix:{self.socket}",
                  "tcp:127.0.0.1:8265"]
         script = f"ip link set lo up && {shlex.join(relay)} & exec {shlex.join(ray)}"
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               "PYTHONPATH": str(REPO), "HOME": str(self.root / "home"),
-               "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
-               "RAY_USAGE_STATS_ENABLED": "0"}
         self._began = time.monotonic()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(["unshare", "-rn", "sh", "-c", script], cwd=REPO,
-                                         env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         env=self._env(), stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self._starting = time.monotonic() + timeout
         if wait:
             assert self.address
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "PYTHONPATH": str(REPO), "HOME": str(self.root / "home"),
+                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
+                "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def add_node(self, num_cpus: int = 2, timeout: float = 120) -> None:
+        """Join one more Ray node (its own raylet, object store and agents) to the head, in the
+        head's network namespace (entered with nsenter): two Ray nodes on one host, as Ray's
+        own multi-node tests run them. Ray schedules onto it as onto another machine; the
+        network between the nodes is this namespace's loopback."""
+        assert self.address and self.proc is not None  # the head is up
+        index = len(self.nodes) + 1
+        temp = self.root / f"t{self.starts}-n{index}"
+        temp.mkdir()
+        ray = [str(BIN / "ray"), "start", "--address=127.0.0.1:6379", "--block",
+               "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
+               f"--temp-dir={temp}", f"--dashboard-agent-listen-port={52365 + index}",
+               "--disable-usage-stats"]
+        enter = ["nsenter", "-U", "-n", "--preserve-credentials", "-t", str(self.proc.pid)]
+        log_path = self.root / f"node-{self.starts}-{index}.log"
+        with log_path.open("ab") as log:
+            self.nodes.append(subprocess.Popen(enter + ray, cwd=REPO, env=self._env(),
+                                               stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True))
+        deadline = time.monotonic() + timeout
+        while self.alive_nodes() < index + 1:
+            if self.nodes[-1].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Ray node {index} did not join: "
+                                   f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def alive_nodes(self) -> int:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = httpx.get(f"{self.address}/nodes?view=summary", headers=headers,
+                         timeout=10).json().get("data") or {}
+        return sum(1 for node in data.get("summary", []) if node["raylet"]["state"] == "ALIVE")
 
     def _wait_ready(self, deadline: float) -> None:
         timeout = deadline - self._began
@@ -134,8 +169,10 @@ class RayHead:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=30)
+        for proc in [self.proc, *self.nodes]:
+            if proc is not None:
+                proc.wait(timeout=30)
+        self.nodes = []
         deadline = time.monotonic() + 30
         while any(Path(f"/proc/{pid}").exists() and _state(pid) not in ("Z", "X", None)
                   for pid in pids) and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ import pytest
 
 from backends.base import BackendError
 from backends.local import LocalBackend
+from backends.local.distributed import Parallelism, ParallelismError, World, parallelism
 from backends.local.ray_executor import (
     RayConfig,
     RayExecutor,
@@ -20,6 +21,7 @@ from backends.local.ray_executor import (
     ended_without_status,
     trainer_entrypoint,
 )
+from backends.local.ray_train import scaling
 from backends.local.runs import RunState
 from tests.local.conftest import sft_spec
 from tunebridge.runtime import default_backends, ray_config
@@ -121,3 +123,69 @@ def test_logs_stay_clean_once_ray_is_imported() -> None:
     assert hasattr(record, "_ray_timestamp_ns")
     entry = json.loads(JsonFormatter(()).format(record))
     assert entry["event"] == "hello" and not [k for k in entry if k.startswith("_")]
+
+
+# -- multi-node jobs (Ray Train) ------------------------------------------------------------
+
+class RecordingJobClient:
+    """Stands in for Ray's JobSubmissionClient: records what would be submitted."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, object]] = []
+
+    def submit_job(self, **request: object) -> str:
+        self.submitted.append(request)
+        return str(request["submission_id"])
+
+
+def test_num_nodes_is_validated_and_only_the_ray_executor_takes_it(tmp_path: Path) -> None:
+    assert parallelism({"num_gpus": 0, "num_nodes": 2}, multi_node=True) == Parallelism(2, 0, 2)
+    eight = parallelism({"num_gpus": 8, "num_nodes": 2}, multi_node=True)
+    assert (eight.processes, eight.per_node) == (8, 4)
+    for bad, words in [({"num_nodes": 2}, "needs num_gpus"),
+                       ({"num_gpus": 1, "num_nodes": 2}, "spread evenly"),
+                       ({"num_gpus": 3, "num_nodes": 2}, "spread evenly"),
+                       ({"num_gpus": 0, "num_processes": 3, "num_nodes": 2}, "spread evenly")]:
+        with pytest.raises(ParallelismError, match=words):
+            parallelism(bad, multi_node=True)
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"messages": []}) + "\n")
+    here = LocalBackend(tmp_path / "runs", tmp_path / "models", slots=["cpu"])
+    spec = sft_spec("job_two_nodes", Path("someorg/some-model"), train,
+                    options={"num_gpus": 0, "num_nodes": 2})
+    with pytest.raises(BackendError, match="needs TUNEBRIDGE_LOCAL_EXECUTOR=ray"):
+        asyncio.run(here.submit(spec))
+
+
+def test_a_multi_node_job_is_a_ray_train_driver_that_reserves_no_gpu(tmp_path: Path) -> None:
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"messages": []}) + "\n")
+    backend = LocalBackend(tmp_path / "runs", tmp_path / "models",
+                           ray=RayConfig("http://head:8265"))
+    client = RecordingJobClient()
+    backend.executor._client = client  # type: ignore[attr-defined]
+    for job, gpus in (("job_spread", 2), ("job_pack", 8)):
+        asyncio.run(backend.submit(sft_spec(job, Path("someorg/some-model"), train,
+                                            options={"num_gpus": gpus, "num_nodes": 2})))
+    spread, pack = client.submitted
+    assert spread["entrypoint_num_gpus"] == pack["entrypoint_num_gpus"] == 0
+    assert str(spread["entrypoint"]).startswith("python -m backends.local.ray_train --run-dir ")
+    assert str(spread["entrypoint"]).endswith(
+        "--num-workers 2 --gpus-per-worker 1 --placement STRICT_SPREAD")
+    assert str(pack["entrypoint"]).endswith(
+        "--num-workers 8 --gpus-per-worker 1 --placement PACK")
+    assert "CUDA_VISIBLE_DEVICES" not in pack["runtime_env"]["env_vars"]  # type: ignore[index]
+
+    from ray.train.v2.api.config import ScalingConfig
+
+    config = ScalingConfig(**scaling(8, 1, "PACK"))  # Ray's own checks accept what we ask
+    assert (config.num_workers, config.use_gpu, config.resources_per_worker) == (
+        8, True, {"CPU": 1.0, "GPU": 1.0})
+    assert scaling(2, 0, "STRICT_SPREAD")["resources_per_worker"] == {"CPU": 1.0}
+
+
+def test_a_ray_train_worker_follows_the_gpu_ray_gave_it() -> None:
+    env = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}
+    assert World.from_env({**env, "ACCELERATE_TORCH_DEVICE": "cuda:2"}).cuda_index == 2
+    assert World.from_env({**env, "ACCELERATE_TORCH_DEVICE": "cpu"}).cuda_index == 1
+    assert World.from_env(env).cuda_index == 1  # torchrun: the local rank
