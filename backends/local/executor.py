@@ -97,15 +97,26 @@ class SubprocessExecutor:
             if status is not None and status.state is not RunState.QUEUED:
                 self.queue.dequeue(run_id)  # cancelled while waiting, or otherwise settled
                 continue
-            needed = self.slots_needed(run_parallelism(run))
-            if needed > len(self.queue.slots):  # the host lost GPUs since the submit
-                self._settle(run, RunState.FAILED, self.check(run_parallelism(run))
-                             or f"needs {needed} GPU slots")
+            problem = self.unrunnable(run)
+            if problem is not None:
+                self._settle(run, RunState.FAILED, problem)
                 continue
+            needed = self.slots_needed(run_parallelism(run))
             if len(free) < needed:
                 break  # first in, first out: nobody overtakes the head of the queue
             self.launch(run, free[:needed])
             free = free[needed:]
+
+    def unrunnable(self, run: RunDir) -> str | None:
+        """Why a queued run can no longer start here: the host lost GPUs since the submit, or
+        the gateway switched from the Ray executor with a multi-node job still queued."""
+        try:
+            wanted = parallelism(run.read_spec().get("options") or {})
+        except ParallelismError as exc:
+            return str(exc)
+        except FileNotFoundError:
+            return None
+        return self.check(wanted)
 
     def slots_needed(self, wanted: Parallelism) -> int:
         return wanted.gpus if self.queue.has_gpus and wanted.gpus > 1 else 1

@@ -140,6 +140,27 @@ def test_multi_gpu_jobs_take_that_many_gpu_slots_or_are_refused(tmp_path: Path) 
         assert gpu_host.queue.free_slots() == ["0", "1"]
 
 
+def test_a_queued_multi_node_job_fails_on_a_host_executor_instead_of_running_as_one(
+        tmp_path: Path) -> None:
+    """A gateway switched from the Ray executor to subprocesses with a num_nodes 2 job still
+    queued: the job fails with the reason; it never starts as a single process."""
+    from backends.local.runs import RunDir, RunState, write_json_atomic
+
+    host = make_backend(tmp_path)
+    run = RunDir(host.runs_dir / "job-multi")
+    run.path.mkdir(parents=True)
+    write_json_atomic(run.spec, {"job_id": "job-multi", "options": {
+        "num_gpus": 0, "num_processes": 2, "num_nodes": 2}})
+    run.write_status(RunState.QUEUED)
+    with host.queue.locked():
+        host.queue.enqueue(run.run_id, seq=1)
+    host.executor.pump()
+    status = run.read_status()
+    assert status is not None and status.state is RunState.FAILED
+    assert "TUNEBRIDGE_LOCAL_EXECUTOR=ray" in (status.reason or "")
+    assert not run.launch_file.exists() and host.queue.waiting() == []
+
+
 # -- real two-process runs --------------------------------------------------------------------
 
 @pytest.mark.slow
