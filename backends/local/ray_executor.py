@@ -18,7 +18,6 @@ a job Ray no longer knows (its head restarted) is failed with that reason, never
 from __future__ import annotations
 
 import contextlib
-import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -26,11 +25,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from backends.base import BackendError
 from backends.local.distributed import Parallelism
 from backends.local.executor import ExecutorSettings, settle
 from backends.local.process import launcher_command
 from backends.local.queue import RunQueue
+from backends.local.ray_errors import (
+    AlreadyExists,
+    NotFound,
+    RayRejected,
+    RayUnavailable,
+    classify,
+)
 from backends.local.ray_train import describe, driver_command, job_parallelism
 from backends.local.runs import RunDir, RunState, RunStatus, read_json, write_json_atomic
 
@@ -60,18 +65,6 @@ class RayStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (RayStatus.STOPPED, RayStatus.SUCCEEDED, RayStatus.FAILED)
-
-
-class RayUnavailable(BackendError):
-    """The job server did not answer, or refused our credentials: the job is not at fault."""
-
-    def __init__(self, message: str, *, configuration: bool = False) -> None:
-        super().__init__(message, retryable=True)
-        self._configuration = configuration
-
-    @property
-    def is_configuration(self) -> bool:
-        return self._configuration
 
 
 def trainer_entrypoint(python: str, run_dir: Path, processes: int = 1) -> str:
@@ -204,7 +197,7 @@ class RayExecutor:
                 runtime_env={"env_vars": self._env(cpu_only=gpus == 0)},
                 metadata={"tunebridge_job_id": submission_id, "tunebridge_run_id": run.run_id,
                           "tunebridge_run_dir": str(run.path)})
-        except _AlreadyExists:
+        except AlreadyExists:
             adopted = self._adoptable(run, submission_id)
             if not adopted:
                 return
@@ -237,7 +230,7 @@ class RayExecutor:
             return cached[1]
         try:
             info = self._call("get_job_info", submission_id)
-        except _NotFound:
+        except NotFound:
             info = None
         self._infos[submission_id] = (time.monotonic(), info)
         return info
@@ -247,7 +240,7 @@ class RayExecutor:
         stop = read_json(run.stop_file) or {}
         if launch is None or stop.get("ray_stop_sent_at"):
             return
-        with contextlib.suppress(_NotFound):  # reconcile reports a forgotten job
+        with contextlib.suppress(NotFound):  # reconcile reports a forgotten job
             self._call("stop_job", str(launch["submission_id"]))
         stop["ray_stop_sent_at"] = time.time()
         write_json_atomic(run.stop_file, stop)
@@ -262,7 +255,7 @@ class RayExecutor:
             return getattr(client, method)(*args, **kwargs)
         # requests' ConnectionError and timeouts are OSErrors; HTTP errors are RuntimeErrors
         except (RuntimeError, OSError, AuthenticationError) as exc:
-            raise _classify(exc, self.config.address) from exc
+            raise classify(exc, self.config.address) from exc
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -313,38 +306,3 @@ class RayExecutor:
 
     def _settle(self, run: RunDir, state: RunState, reason: str) -> RunStatus:
         return settle(self.queue, run, state, reason)
-
-
-class RayRejected(BackendError):
-    """The job server refused the request itself (4xx): repeating it cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
-
-
-class _NotFound(BackendError):
-    pass
-
-
-class _AlreadyExists(BackendError):
-    pass
-
-
-def _classify(exc: Exception, address: str) -> Exception:
-    """The SDK raises RuntimeError("Request failed with status code N: ...") for HTTP errors,
-    ray.exceptions.AuthenticationError (a RuntimeError) for 401/403."""
-    text = str(exc)
-    if type(exc).__name__ == "AuthenticationError" or "status code 401" in text \
-            or "status code 403" in text:
-        return RayUnavailable(f"Ray job server at {address} refused our credentials "
-                              "(TUNEBRIDGE_RAY_DASHBOARD_TOKEN)", configuration=True)
-    if "already exists" in text:
-        return _AlreadyExists(text)
-    if "status code 404" in text or "does not exist" in text:
-        return _NotFound(text)
-    if isinstance(exc, OSError):
-        return RayUnavailable(f"Ray job server at {address} is unreachable: "
-                              f"{type(exc).__name__}")
-    if re.search(r"status code 4\d\d", text):
-        return RayRejected(f"Ray job server at {address} refused the request: {text[:300]}")
-    return RayUnavailable(f"Ray job server at {address} answered: {text[:300]}")
