@@ -8,80 +8,37 @@ metrics land in the database. The head restart runs last: it takes every Ray job
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from backends.base import BackendError, RemoteStatus
 from backends.local.ray_executor import RayConfig
 from backends.local.runs import RunDir, RunState, read_json
-from tests.e2e.serve_process import ServeProcess
 from tests.local.conftest import Observed, make_backend, poll_once, poll_until, sft_spec
 from tests.ray.conftest import ray_client
+from tests.ray.gateway import RayGateway, wait_for
 from tests.ray.head import RayHead
 
 pytestmark = pytest.mark.slow
-HP = {"batch_size": 4, "max_seq_length": 64, "learning_rate": 1e-3}
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not reached in {timeout}s")
 
 
 def test_gateway_runs_a_job_on_ray_and_cancels_another(
     ray_head: RayHead, tiny_model: Path, facts_files: tuple[Path, Path], tmp_path: Path,
 ) -> None:
-    serve = ServeProcess(
-        tmp_path / "var", f"sqlite:///{tmp_path / 'tunebridge.db'}",
-        TUNEBRIDGE_LOCAL_EXECUTOR="ray", TUNEBRIDGE_RAY_ADDRESS=ray_head.address,
-        TUNEBRIDGE_RAY_DASHBOARD_TOKEN=ray_head.token, TUNEBRIDGE_RAY_GPUS_PER_JOB="0",
-        TUNEBRIDGE_RAY_JOB_STOP_WAIT_S="60", TUNEBRIDGE_LOCAL_TORCH_THREADS="1",
-        TUNEBRIDGE_DEFAULT_BACKEND="local")
-    serve.start()
-    try:
-        http = httpx.Client(base_url=serve.url, timeout=30,
-                            headers={"Authorization": f"Bearer {serve.admin_key()}"})
-        dataset = http.post("/api/datasets", content=facts_files[0].read_bytes()).json()["id"]
-
-        def start(max_steps: int, options: dict[str, Any]) -> str:
-            created = http.post("/api/jobs", json={
-                "training_dataset_id": dataset, "base_model": str(tiny_model),
-                "backend": "local", "hyperparameters": {**HP, "max_steps": max_steps},
-                "options": options})
-            assert created.status_code == 201, created.text
-            return str(created.json()["id"])
-
-        done_id = start(6, {"num_gpus": 0})
+    with RayGateway(ray_head, tiny_model, facts_files[0], tmp_path) as gateway:
+        done_id = gateway.start(6, {"num_gpus": 0})
         # Two data-parallel CPU processes: the entrypoint is the launcher, and Ray's stop_job
         # (SIGTERM to it) must still end in a saved adapter.
-        cancel_id = start(400, {"num_gpus": 0, "num_processes": 2})
-
-        def metrics(job_id: str) -> list[dict[str, Any]]:
-            return list(http.get(f"/api/jobs/{job_id}/metrics").json()["data"])
-
-        wait_for(lambda: len(metrics(cancel_id)) >= 2, 240, "metrics of the job to cancel")
-        assert http.post(f"/api/jobs/{cancel_id}/cancel").status_code in (200, 202)
-
-        def status(job_id: str) -> str:
-            return str(http.get(f"/api/jobs/{job_id}").json()["status"])
-
-        wait_for(lambda: status(done_id) == "succeeded" and status(cancel_id) == "cancelled",
-                 240, "both jobs settled")
-        done, cancelled = (http.get(f"/api/jobs/{j}").json() for j in (done_id, cancel_id))
-        done_metrics = metrics(done_id)
-        events = http.get(f"/api/jobs/{done_id}/events", params={"limit": 500}).json()["data"]
-    finally:
-        serve.stop()
+        cancel_id = gateway.start(400, {"num_gpus": 0, "num_processes": 2})
+        wait_for(lambda: len(gateway.get(cancel_id, "/metrics")["data"]) >= 2, 240,
+                 "metrics of the job to cancel")
+        gateway.cancel(cancel_id)
+        wait_for(lambda: [gateway.get(j)["status"] for j in (done_id, cancel_id)]
+                 == ["succeeded", "cancelled"], 240, "both jobs settled")
+        done, cancelled = (gateway.get(j) for j in (done_id, cancel_id))
+        done_metrics = gateway.get(done_id, "/metrics")["data"]
+        events = gateway.get(done_id, "/events")["data"]
 
     assert [m["step"] for m in done_metrics] == list(range(1, 7))
     assert all(m["train_loss"] is not None for m in done_metrics)

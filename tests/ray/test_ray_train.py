@@ -18,10 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.serve_process import ServeProcess
 from tests.ray.conftest import ray_client
+from tests.ray.gateway import RayGateway, wait_for
 from tests.ray.head import RayHead
-from tests.ray.test_ray_jobs import HP, wait_for
 
 pytestmark = pytest.mark.slow
 TWO_NODES = {"num_gpus": 0, "num_nodes": 2}
@@ -50,53 +49,29 @@ def test_two_node_jobs_through_ray_train_finish_stop_fail_and_cancel_while_place
 ) -> None:
     if ray_head.alive_nodes() < 2:
         ray_head.add_node(num_cpus=3)
-    serve = ServeProcess(
-        tmp_path / "var", f"sqlite:///{tmp_path / 'tunebridge.db'}",
-        TUNEBRIDGE_LOCAL_EXECUTOR="ray", TUNEBRIDGE_RAY_ADDRESS=ray_head.address,
-        TUNEBRIDGE_RAY_DASHBOARD_TOKEN=ray_head.token, TUNEBRIDGE_RAY_GPUS_PER_JOB="0",
-        TUNEBRIDGE_RAY_JOB_STOP_WAIT_S="60", TUNEBRIDGE_LOCAL_TORCH_THREADS="1",
-        TUNEBRIDGE_DEFAULT_BACKEND="local")
-    serve.start()
-    try:
-        http = httpx.Client(base_url=serve.url, timeout=30,
-                            headers={"Authorization": f"Bearer {serve.admin_key()}"})
-        dataset = http.post("/api/datasets", content=facts_files[0].read_bytes()).json()["id"]
-
-        def start(max_steps: int, options: dict[str, Any]) -> str:
-            created = http.post("/api/jobs", json={
-                "training_dataset_id": dataset, "base_model": str(tiny_model),
-                "backend": "local", "hyperparameters": {**HP, "max_steps": max_steps},
-                "options": options})
-            assert created.status_code == 201, created.text
-            return str(created.json()["id"])
-
-        def get(job_id: str, what: str = "") -> Any:
-            return http.get(f"/api/jobs/{job_id}{what}", params={"limit": 500}).json()
-
-        done_id = start(6, TWO_NODES)
-        cancel_id = start(400, TWO_NODES)
-        killed_id = start(400, TWO_NODES)
+    with RayGateway(ray_head, tiny_model, facts_files[0], tmp_path) as gateway:
+        done_id = gateway.start(6, TWO_NODES)
+        cancel_id = gateway.start(400, TWO_NODES)
+        killed_id = gateway.start(400, TWO_NODES)
         # Three ranks, one per node, on two nodes: Ray Train waits for a third node.
-        waiting_id = start(6, {"num_gpus": 0, "num_nodes": 3})
+        waiting_id = gateway.start(6, {"num_gpus": 0, "num_nodes": 3})
 
         wait_for(lambda: any(e["message"].startswith("Ray Train: placing 3 workers")
-                             for e in get(waiting_id, "/events")["data"]),
+                             for e in gateway.get(waiting_id, "/events")["data"]),
                  120, "the driver of the job that cannot be placed")
-        assert http.post(f"/api/jobs/{waiting_id}/cancel").status_code in (200, 202)
-        wait_for(lambda: len(get(cancel_id, "/metrics")["data"]) >= 2, 240,
+        gateway.cancel(waiting_id)
+        wait_for(lambda: len(gateway.get(cancel_id, "/metrics")["data"]) >= 2, 240,
                  "metrics of the job to cancel")
-        assert http.post(f"/api/jobs/{cancel_id}/cancel").status_code in (200, 202)
-        wait_for(lambda: len(get(killed_id, "/metrics")["data"]) >= 2, 240,
+        gateway.cancel(cancel_id)
+        wait_for(lambda: len(gateway.get(killed_id, "/metrics")["data"]) >= 2, 240,
                  "metrics of the job that loses a rank")
         kill_a_rank(ray_head, killed_id)
         ids = (done_id, cancel_id, waiting_id, killed_id)
-        wait_for(lambda: [get(j)["status"] for j in ids]
+        wait_for(lambda: [gateway.get(j)["status"] for j in ids]
                  == ["succeeded", "cancelled", "cancelled", "failed"], 240, "all jobs settled")
-        done, cancelled, waiting, killed = (get(j) for j in ids)
-        done_metrics = get(done_id, "/metrics")["data"]
-        events = get(done_id, "/events")["data"]
-    finally:
-        serve.stop()
+        done, cancelled, waiting, killed = (gateway.get(j) for j in ids)
+        done_metrics = gateway.get(done_id, "/metrics")["data"]
+        events = gateway.get(done_id, "/events")["data"]
 
     assert [m["step"] for m in done_metrics] == list(range(1, 7))  # rank 0's, once per step
     result = done["result"]
