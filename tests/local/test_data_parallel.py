@@ -51,6 +51,18 @@ def rank_pids(launcher: int) -> dict[int, int]:
     return found
 
 
+def two_ranks_training(backend: LocalBackend, job_id: str, model: Path, train: Path
+                       ) -> tuple[Handle, Observed, int, dict[int, int]]:
+    """A long two-process run, polled until it has logged two steps: its handle, what the
+    polls saw, the launcher's pid and the ranks' pids."""
+    handle = asyncio.run(backend.submit(sft_spec(
+        job_id, model, train, options=TWO_CPU_RANKS, max_steps=5000)))
+    seen = poll_until(backend, handle, Observed(), done=lambda s: len(s.metrics) >= 2,
+                      timeout=150)
+    launcher = launcher_pid(handle)
+    return handle, seen, launcher, rank_pids(launcher)
+
+
 def assert_gone(pids: list[int], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -212,11 +224,8 @@ def test_cancelling_two_processes_stops_both_at_one_step_and_saves(
     tmp_path: Path, tiny_model: Path, facts_files: tuple[Path, Path],
 ) -> None:
     backend = make_backend(tmp_path, kill_after_s=60.0, term_after_s=30.0)
-    handle = asyncio.run(backend.submit(sft_spec(
-        "job-dp-cancel", tiny_model, facts_files[0], options=TWO_CPU_RANKS, max_steps=5000)))
-    seen = poll_until(backend, handle, Observed(), done=lambda s: len(s.metrics) >= 2,
-                      timeout=150)
-    ranks = rank_pids(launcher_pid(handle))
+    handle, seen, launcher, ranks = two_ranks_training(
+        backend, "job-dp-cancel", tiny_model, facts_files[0])
     assert sorted(ranks) == [0, 1]
     restarted = make_backend(tmp_path, kill_after_s=60.0, term_after_s=30.0)  # a new gateway
     asyncio.run(restarted.cancel(handle))
@@ -228,7 +237,7 @@ def test_cancelling_two_processes_stops_both_at_one_step_and_saves(
     assert len(stopped) == 1 and stopped == {result["global_step"]}  # same step on both ranks
     assert Path(result["adapter_path"], "adapter_model.safetensors").is_file()
     assert "sigterm" not in seen.event_ids()  # the stop file alone stopped them: no escalation
-    assert_gone([launcher_pid(handle), *ranks.values()])
+    assert_gone([launcher, *ranks.values()])
 
 
 @pytest.mark.slow
@@ -238,12 +247,8 @@ def test_sigterm_to_the_launcher_is_a_graceful_stop_for_every_rank(
     """What Ray's stop_job and the executor's escalation send: SIGTERM to the launcher's group
     (the ranks run in sessions of their own, so only the launcher gets it)."""
     backend = make_backend(tmp_path)
-    handle = asyncio.run(backend.submit(sft_spec(
-        "job-dp-term", tiny_model, facts_files[0], options=TWO_CPU_RANKS, max_steps=5000)))
-    seen = poll_until(backend, handle, Observed(), done=lambda s: len(s.metrics) >= 2,
-                      timeout=150)
-    launcher = launcher_pid(handle)
-    ranks = rank_pids(launcher)
+    handle, seen, launcher, ranks = two_ranks_training(
+        backend, "job-dp-term", tiny_model, facts_files[0])
     os.killpg(launcher, signal.SIGTERM)
     poll_until(backend, handle, seen, timeout=60)
     result = seen.final.result or {}
@@ -262,12 +267,8 @@ def test_a_killed_launcher_takes_its_ranks_down(
     """SIGKILL of the launcher's group (the last step of a cancel, a frozen heartbeat, the OOM
     killer) cannot reach the ranks directly: they die because their launcher died."""
     backend = make_backend(tmp_path)
-    handle = asyncio.run(backend.submit(sft_spec(
-        "job-dp-sigkill", tiny_model, facts_files[0], options=TWO_CPU_RANKS, max_steps=5000)))
-    seen = poll_until(backend, handle, Observed(), done=lambda s: len(s.metrics) >= 2,
-                      timeout=150)
-    launcher = launcher_pid(handle)
-    ranks = rank_pids(launcher)
+    handle, seen, launcher, ranks = two_ranks_training(
+        backend, "job-dp-sigkill", tiny_model, facts_files[0])
     os.killpg(launcher, signal.SIGKILL)
     assert_gone(list(ranks.values()), timeout=10)
     poll_until(backend, handle, seen, timeout=30)
@@ -281,12 +282,8 @@ def test_a_killed_rank_fails_the_job_with_that_rank_named(
     tmp_path: Path, tiny_model: Path, facts_files: tuple[Path, Path],
 ) -> None:
     backend = make_backend(tmp_path)
-    handle = asyncio.run(backend.submit(sft_spec(
-        "job-dp-kill", tiny_model, facts_files[0], options=TWO_CPU_RANKS, max_steps=5000)))
-    seen = poll_until(backend, handle, Observed(), done=lambda s: len(s.metrics) >= 2,
-                      timeout=150)
-    launcher = launcher_pid(handle)
-    ranks = rank_pids(launcher)
+    handle, seen, launcher, ranks = two_ranks_training(
+        backend, "job-dp-kill", tiny_model, facts_files[0])
     assert sorted(ranks) == [0, 1]
     os.kill(ranks[1], signal.SIGKILL)
     poll_until(backend, handle, seen, timeout=60)
