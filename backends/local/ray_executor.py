@@ -125,7 +125,7 @@ class RayExecutor:
             self.launch(run)
 
     def launch(self, run: RunDir) -> None:
-        run.write_status(RunState.LAUNCHING)  # before submitting: the trainer writes after us
+        run.write_status(RunState.PLACING)  # before submitting: the trainer writes after us
         try:
             self._submit(run)
         except RayRejected as exc:

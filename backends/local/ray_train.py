@@ -160,7 +160,7 @@ def drive(run: RunDir, workers: int, gpus_per_worker: float, strategy: str) -> i
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         request_stop(run, "SIGTERM to the Ray Train driver")
         status = run.read_status()
-        if status is None or status.state in (RunState.QUEUED, RunState.LAUNCHING):
+        if status is None or status.state in (RunState.QUEUED, RunState.PLACING):
             raise _StoppedWhilePlacing  # out of fit(): the workers go with this process
 
     gpus = f", {gpus_per_worker:g} GPU each" if gpus_per_worker else " on CPU"

@@ -23,6 +23,9 @@ class RunState(StrEnum):
 
     QUEUED = "queued"
     LAUNCHING = "launching"
+    # Handed to a cluster scheduler (Ray) that has not started the trainer yet, e.g. waiting
+    # for a GPU: still queued to the user, and time there is not running time.
+    PLACING = "placing"
     LOADING = "loading"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -43,10 +46,11 @@ class RunState(StrEnum):
 
 
 _TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
-_ACTIVE = {RunState.LAUNCHING, RunState.LOADING, RunState.RUNNING}
+_ACTIVE = {RunState.LAUNCHING, RunState.PLACING, RunState.LOADING, RunState.RUNNING}
 _REMOTE = {
     RunState.QUEUED: RemoteStatus.QUEUED,
     RunState.LAUNCHING: RemoteStatus.RUNNING,
+    RunState.PLACING: RemoteStatus.QUEUED,
     RunState.LOADING: RemoteStatus.RUNNING,
     RunState.RUNNING: RemoteStatus.RUNNING,
     RunState.SUCCEEDED: RemoteStatus.SUCCEEDED,

@@ -166,6 +166,8 @@ def test_states_map_to_remote_statuses() -> None:
     assert RunState.QUEUED.remote() is RemoteStatus.QUEUED
     assert RunState.CANCELLED.terminal and not RunState.RUNNING.terminal
     assert RunState.LAUNCHING.active and not RunState.QUEUED.active
+    # Handed to Ray, not started: Ray must be asked about it (active), the user sees queued.
+    assert RunState.PLACING.active and RunState.PLACING.remote() is RemoteStatus.QUEUED
 
 
 def test_exit_descriptions() -> None:

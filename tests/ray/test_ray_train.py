@@ -59,6 +59,9 @@ def test_two_node_jobs_through_ray_train_finish_stop_fail_and_cancel_while_place
         wait_for(lambda: any(e["message"].startswith("Ray Train: placing 3 workers")
                              for e in gateway.get(waiting_id, "/events")["data"]),
                  120, "the driver of the job that cannot be placed")
+        # Its driver runs, its workers wait: queued to the user, and no running time counted.
+        waiting_now = gateway.get(waiting_id)
+        assert (waiting_now["status"], waiting_now["started_at"]) == ("queued", None)
         gateway.cancel(waiting_id)
         wait_for(lambda: len(gateway.get(cancel_id, "/metrics")["data"]) >= 2, 240,
                  "metrics of the job to cancel")
