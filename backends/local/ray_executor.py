@@ -50,6 +50,9 @@ class RayConfig:
     stop_wait_s: int = 120  # RAY_JOB_STOP_WAIT_TIME_S: SIGTERM, then SIGKILL after this long
     gpus_per_job: float = 1.0  # entrypoint_num_gpus when a job does not set `num_gpus`
     python: str = "python"  # the interpreter on the Ray workers (the trainer image's)
+    # Ray's client sets no timeout: a job server that takes the connection and never answers
+    # would hold a poll, and its thread, forever. (connect, read) seconds.
+    request_timeout_s: tuple[float, float] = (10.0, 60.0)
     status_max_age_s: float = 1.0  # one tick polls every job; ask Ray once per job per tick
 
 
@@ -261,9 +264,16 @@ class RayExecutor:
         if self._client is None:
             from ray.job_submission import JobSubmissionClient
 
+            timeout = self.config.request_timeout_s
+
+            class TimedClient(JobSubmissionClient):
+                def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+                    kwargs.setdefault("timeout", timeout)  # passed on to requests.request
+                    return super()._do_request(method, endpoint, **kwargs)
+
             token = self.config.token
             headers = {"Authorization": f"Bearer {token}"} if token else None
-            self._client = JobSubmissionClient(self.config.address, headers=headers)
+            self._client = TimedClient(self.config.address, headers=headers)
         return self._client
 
     # -- settling ----------------------------------------------------------------------------

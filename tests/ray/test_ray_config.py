@@ -189,3 +189,28 @@ def test_a_ray_train_worker_follows_the_gpu_ray_gave_it() -> None:
     assert World.from_env({**env, "ACCELERATE_TORCH_DEVICE": "cuda:2"}).cuda_index == 2
     assert World.from_env({**env, "ACCELERATE_TORCH_DEVICE": "cpu"}).cuda_index == 1
     assert World.from_env(env).cuda_index == 1  # torchrun: the local rank
+
+
+def test_a_job_server_that_never_answers_is_unavailable_not_a_hang(tmp_path: Path) -> None:
+    """Ray's own client waits forever; ours gives up after its timeout and the poll retries
+    later, the job untouched."""
+    import socket
+    import time
+
+    from backends.local.ray_errors import RayUnavailable
+
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = RayConfig(address, request_timeout_s=(1.0, 1.0))
+        backend = LocalBackend(tmp_path / "runs", tmp_path / "models", slots=["cpu"],
+                               ray=config)
+        train = tmp_path / "train.jsonl"
+        train.write_text('{"messages": []}\n')
+        started = time.monotonic()
+        with pytest.raises(RayUnavailable) as unavailable:
+            asyncio.run(backend.submit(sft_spec("job_silent", Path("org/model"), train)))
+        assert time.monotonic() - started < 15
+    assert unavailable.value.retryable and not unavailable.value.is_configuration
+    assert "unreachable" in str(unavailable.value)
