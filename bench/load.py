@@ -159,6 +159,17 @@ def metric_steps(serve: ServeProcess, job_ids: list[str]) -> int:
     return total
 
 
+def progressed(serve: ServeProcess, job_ids: list[str], before: int, *, within_s: float) -> bool:
+    """Whether polls stored new steps since `before` was counted, waiting up to `within_s`
+    (a burst shorter than the poll interval may end before the next tick)."""
+    deadline = time.monotonic() + within_s
+    while metric_steps(serve, job_ids) <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack:
         serve = ServeProcess(
@@ -178,6 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler = RssSampler(serve.proc.pid)
             sampler.start()
             result = asyncio.run(drive(serve, slack, args, job_ids))
+            if result["failures"]:  # what serve logged about them (warnings and up)
+                result["serve_log_tail"] = serve.output()[-4000:]
             sampler.stop.set()
             sampler.join()
             statuses = httpx.get(f"{serve.url}/api/jobs", params={"limit": 200, "status": [
@@ -185,7 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result.update(
                 rss_idle_mb=round(idle_rss, 1), rss_peak_mb=round(sampler.peak, 1),
                 jobs=args.jobs, failed_jobs=len(statuses["data"]),
-                polls_progressed=metric_steps(serve, job_ids) > steps_before,
+                polls_progressed=progressed(serve, job_ids, steps_before,
+                                            within_s=3 * args.poll_interval),
                 uploads=args.uploads, upload_mb=args.upload_mb, commands=args.commands,
                 alive=httpx.get(f"{serve.url}/healthz").status_code == 200)
         finally:
@@ -218,6 +232,8 @@ def main() -> None:
         print(f"  {kind:17} n={row.get('n')} p50={row.get('p50_ms')} ms "
               f"p99={row.get('p99_ms')} ms max={row.get('max_ms')} ms")
     print(f"  failures: {len(result['failures'])} {result['failures'][:3]}")
+    if result.get("serve_log_tail"):
+        print(f"  serve log tail:\n{result['serve_log_tail']}")
     print(f"  serve RSS idle {result['rss_idle_mb']} MB, peak {result['rss_peak_mb']} MB; "
           f"failed jobs {result['failed_jobs']}; polls progressed {result['polls_progressed']}")
 

@@ -124,16 +124,21 @@ def _checkpoint(job: Job, best_step: int | None) -> str | None:
     return None
 
 
-def _load(session: Session, job: Job) -> CompletionSummary:
+def _load(session: Session, job: Job, series: MetricSeries | None = None) -> CompletionSummary:
     events = JobEventRepository(session).page(job.id, after_id=None, limit=10_000)
-    return summarize(job, health_watch.series_for(session, job), events)
+    if series is None:
+        series = health_watch.series_for(session, job)
+    return summarize(job, series, events)
 
 
-def queue(session: Session, job: Job, *, now: datetime) -> None:
-    """Post the summary once when the job has just finished (no-op otherwise)."""
+def queue(session: Session, job: Job, *, now: datetime, series: MetricSeries | None = None
+          ) -> None:
+    """Post the summary once when the job has just finished (no-op otherwise). `series`: the
+    job's stored series when the caller has it already (the poll's health assessment), so the
+    transaction holding the job's lock does not read it again."""
     if not JobStatus(job.status).is_terminal:
         return
-    summary = _load(session, job)
+    summary = _load(session, job, series)
     notify(session, job, kind=KIND, dedupe_key=f"{job.id}:{KIND}", text=summary.text(),
            now=now, data=summary.as_dict())
 

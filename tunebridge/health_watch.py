@@ -6,10 +6,14 @@ run. So a long series is re-analysed at most once a minute per job — sooner wh
 cannot wait (a NaN/inf, a gradient norm past the exploding line, an evaluation, the run's end).
 Short series (most runs) are analysed on every poll.
 
-Each (job, kind) finding is queued once (the outbox dedupe key is the finding's kind), in the
-same transaction as the metrics it was found in. With the job option `auto_stop` (or the server
-default), a finding the stop policy names moves the job to `cancelling`: the local trainer stops
-gracefully and keeps its adapter, OpenAI jobs are cancelled.
+The poller runs the detector before its write transaction (`assess`): the stored points are read
+without a write lock (SQLite has one for the whole database) and merged in memory with the poll's
+new ones, so the series judged is the one the poll commits; one poll per job runs at a time.
+`record` then stores the findings under the job's lock. Each (job, kind) finding is queued once
+(the outbox dedupe key is the finding's kind, checked under that lock), in the same transaction
+as the metrics it was found in. With the job option `auto_stop` (or the server default), a
+finding the stop policy names moves the job to `cancelling`: the local trainer stops gracefully
+and keeps its adapter, OpenAI jobs are cancelled.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
 from backends.base import MetricSample
+from storage.database import Database
 from storage.repositories.events import JobEventRepository
+from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
-from storage.tables import Job, JobEvent
+from storage.tables import Job, JobEvent, MetricPoint
+from tunebridge import metrics_store
 from tunebridge.health import (
     AutoStopPolicy,
+    HealthReport,
     LrSchedule,
     MetricSeries,
     ScheduleType,
@@ -40,14 +49,23 @@ from tunebridge.status import TRANSITIONS, JobStatus
 _ROW_FIELDS = ("step", "epoch", "train_loss", "eval_loss", "grad_norm", "learning_rate")
 
 
-def series_for(session: Session, job: Job, total_steps: int | None = None) -> MetricSeries:
-    """The job's stored points as the detector's series (NaN/inf restored from extras)."""
-    points = MetricRepository(session).page(job.id, after_step=None, limit=100_000)
+MAX_POINTS = 100_000  # the longest series read back
+
+
+def series_of(points: Sequence[MetricPoint], total_steps: int | None = None) -> MetricSeries:
+    """Stored points (ordered by step) as the detector's series (NaN/inf restored from
+    extras)."""
     rows: list[dict[str, Any]] = [
         {**{name: getattr(p, name) for name in _ROW_FIELDS}, "extra": p.extra or {}}
-        for p in points
+        for p in points[:MAX_POINTS]
     ]
     return MetricSeries.from_rows(rows, total_steps=total_steps)
+
+
+def series_for(session: Session, job: Job, total_steps: int | None = None) -> MetricSeries:
+    """The job's stored points as the detector's series."""
+    return series_of(MetricRepository(session).page(job.id, after_step=None, limit=MAX_POINTS),
+                     total_steps)
 
 
 def schedule_for(job: Job) -> LrSchedule | None:
@@ -126,14 +144,84 @@ def _urgent(sample: MetricSample) -> bool:
 PACE = AnalysisPace()
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """The detector's report on the series a poll is about to commit, made before the poll's
+    write transaction. `rows` is how many steps the job will have stored once the poll's points
+    are merged in (-1: unknown), so `record` can tell the series is still the one judged."""
+
+    job_id: str
+    series: MetricSeries
+    report: HealthReport
+    rows: int
+    now: datetime
+    final: bool
+
+
+def total_steps_in(samples: Sequence[MetricSample]) -> int | None:
+    """Backends that know the run's length put it in a sample's extra (`total_steps`)."""
+    for sample in reversed(samples):
+        value = sample.extra.get("total_steps") or sample.extra.get("max_steps")
+        if value:
+            return int(value)
+    return None
+
+
+def assess(db: Database, job_id: str, samples: Sequence[MetricSample], *, now: datetime,
+           final: bool, pace: AnalysisPace = PACE) -> Assessment | None:
+    """Run the detector outside the write lock, or None (pace says later; job gone or done).
+
+    The stored points are read in a read-only transaction and the poll's samples merged into
+    them in memory, exactly as `store_samples` will merge them; the analysis itself (up to ~2 s
+    of CPU on a long series) holds no lock at all."""
+    if not pace.due(job_id, samples=samples, now=now, final=final):
+        return None
+    with db.session() as session:
+        job = JobRepository(session).get(job_id)
+        if job is None or JobStatus(job.status).is_terminal:
+            return None
+        stored = MetricRepository(session).page(job_id, after_step=None, limit=MAX_POINTS)
+    points = metrics_store.merged(stored, metrics_store.to_points(job_id, samples, now))
+    series = series_of(points, total_steps_in(samples))
+    report = analyze(series, schedule=schedule_for(job))
+    return Assessment(job_id=job_id, series=series, report=report, now=now, final=final,
+                      rows=len(points) if len(stored) < MAX_POINTS else -1)
+
+
+def record(session: Session, job: Job, assessment: Assessment, *, now: datetime,
+           auto_stop_default: bool) -> MetricSeries:
+    """Store an assessment's findings, in the poll's transaction, after its points; returns
+    the series judged. Should the stored series not be the one assessed (a writer other than
+    this poll added steps in between), the detector is rerun here, under the lock, instead."""
+    series, report = assessment.series, assessment.report
+    if assessment.rows != MetricRepository(session).count(job.id):
+        series = series_for(session, job, series.total_steps)
+        report = analyze(series, schedule=schedule_for(job))
+    _record_findings(session, job, report, now=now, auto_stop_default=auto_stop_default)
+    return series
+
+
+def analysed(assessment: Assessment, pace: AnalysisPace = PACE) -> None:
+    """Once the assessment's transaction has committed: the pace counts it as done."""
+    pace.analysed(assessment.job_id, points=len(assessment.series.points), now=assessment.now,
+                  final=assessment.final)
+
+
 def watch(session: Session, job: Job, *, now: datetime, total_steps: int | None,
           auto_stop_default: bool, samples: Sequence[MetricSample] = (), final: bool = False,
           pace: AnalysisPace = PACE) -> None:
+    """Analyse and record in the caller's transaction (the points already stored in it)."""
     if not pace.due(job.id, samples=samples, now=now, final=final):
         return
     series = series_for(session, job, total_steps)
     pace.analysed(job.id, points=len(series.points), now=now, final=final)
     report = analyze(series, schedule=schedule_for(job))
+    _record_findings(session, job, report, now=now, auto_stop_default=auto_stop_default)
+
+
+def _record_findings(session: Session, job: Job, report: HealthReport, *, now: datetime,
+                     auto_stop_default: bool) -> None:
+    """Each finding once (dedupe key per kind); then the auto-stop policy, if the job has it."""
     events = JobEventRepository(session)
     for finding in report.findings:
         key = f"health:{finding.kind}"

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from backends.base import MetricSample
-from storage.repositories.metrics import MetricRepository
+from storage.repositories.metrics import MetricRepository, combine
 from storage.tables import MetricPoint
 
 
@@ -21,8 +21,8 @@ def _finite_or_none(value: float | None) -> float | None:
     return None
 
 
-def store_samples(session: Session, job_id: str, samples: Sequence[MetricSample],
-                  now: datetime) -> None:
+def to_points(job_id: str, samples: Sequence[MetricSample], now: datetime) -> list[MetricPoint]:
+    """The rows one poll's samples become (not yet merged with each other or stored ones)."""
     points = []
     for sample in samples:
         fields = {
@@ -39,4 +39,25 @@ def store_samples(session: Session, job_id: str, samples: Sequence[MetricSample]
         for name, value in clean.items():
             setattr(point, name, value)
         points.append(point)
-    MetricRepository(session).merge_many(job_id, points)
+    return points
+
+
+def store_samples(session: Session, job_id: str, samples: Sequence[MetricSample],
+                  now: datetime) -> None:
+    MetricRepository(session).merge_many(job_id, to_points(job_id, samples, now))
+
+
+def merged(stored: Sequence[MetricPoint], new: Sequence[MetricPoint]) -> list[MetricPoint]:
+    """The job's points, by step, as they will read once `new` is stored: `merge_many`'s rule
+    applied in memory, on copies (neither argument's rows are changed)."""
+    by_step = {point.step: point for point in stored}
+    copied: set[int] = set()  # steps whose row in `by_step` is already our own copy
+    for point in new:
+        if point.step not in copied:
+            row = by_step.get(point.step)
+            by_step[point.step] = MetricPoint(**(row or point).model_dump())
+            copied.add(point.step)
+            if row is None:
+                continue
+        combine(by_step[point.step], point)
+    return [by_step[step] for step in sorted(by_step)]

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from functools import partial
 from typing import Any, Protocol
+
+from sqlmodel import Session
 
 from storage.database import Database
 from storage.repositories.outbox import OutboxRepository
@@ -60,6 +63,26 @@ class Outcome(Enum):
     SENT = "sent"
     DONE = "done"  # already delivered by another replica
     HELD = "held"  # not now: in another replica's hands, or refused until later
+
+
+class Hold:
+    """A claimed row and the open transaction that holds it until its outcome is recorded.
+
+    `settle` writes the outcome and commits in one call, so in one worker thread: on SQLite the
+    write takes the database's write lock, and a commit left to a later thread hop waited for a
+    free worker while the shared pool's threads were all writers waiting for that very lock (the
+    poll's), for up to the 10 s busy timeout: API writes behind it got 503."""
+
+    def __init__(self, unit: AbstractContextManager[Session], repo: OutboxRepository,
+                 row: Notification) -> None:
+        self.unit, self.repo, self.row = unit, repo, row
+        self.settled = False
+
+    def settle(self, outcome: Callable[[], None]) -> None:
+        outcome()
+        self.repo.save(self.row)
+        self.settled = True
+        self.unit.__exit__(None, None, None)
 
 
 @dataclass(frozen=True)
@@ -129,9 +152,9 @@ class OutboxSender:
                 if receipt is None:
                     receipt = await self.notifier.send(outgoing)
             except DeliveryFailed as exc:
-                await asyncio.to_thread(self._retry_later, held, exc)
+                await asyncio.to_thread(held.settle, partial(self._retry_later, held.row, exc))
                 return Outcome.HELD
-            await asyncio.to_thread(self._sent, held, receipt)
+            await asyncio.to_thread(held.settle, partial(self._sent, held.row, receipt))
             return Outcome.SENT
 
     def _claim(self, row_id: int) -> Claim | Outcome:
@@ -153,8 +176,7 @@ class OutboxSender:
             return Claim(attempts=row.attempts, was_sending=was_sending)
 
     @asynccontextmanager
-    async def _holding(self, row_id: int, attempts: int
-                       ) -> AsyncIterator[tuple[OutboxRepository, Notification] | None]:
+    async def _holding(self, row_id: int, attempts: int) -> AsyncIterator[Hold | None]:
         """The row locked for the whole delivery, in a transaction that records its outcome.
 
         The lock is what keeps a second replica from treating an in-flight row as one left
@@ -162,32 +184,31 @@ class OutboxSender:
         """
         unit = self.db.session()
         session = await asyncio.to_thread(unit.__enter__)
+        hold: Hold | None = None
         try:
             repo = OutboxRepository(session)
             row = await asyncio.to_thread(repo.claim, row_id, attempts=attempts)
-            yield (repo, row) if row is not None else None
+            hold = Hold(unit, repo, row) if row is not None else None
+            yield hold
         except BaseException as exc:
+            if hold is not None and hold.settled:
+                raise  # the unit has ended already: its commit is what failed
             if not await asyncio.to_thread(unit.__exit__, type(exc), exc, exc.__traceback__):
                 raise
         else:
-            await asyncio.to_thread(unit.__exit__, None, None, None)
+            if hold is None or not hold.settled:
+                await asyncio.to_thread(unit.__exit__, None, None, None)
 
-    def _sent(self, held: tuple[OutboxRepository, Notification],
-              receipt: dict[str, Any] | None) -> None:
-        repo, row = held
+    def _sent(self, row: Notification, receipt: dict[str, Any] | None) -> None:
         row.state = "sent"
         row.receipt = receipt
         row.sent_at = self.clock.now()
         row.last_error = None
-        repo.save(row)
 
-    def _retry_later(self, held: tuple[OutboxRepository, Notification],
-                     exc: DeliveryFailed) -> None:
-        repo, row = held
+    def _retry_later(self, row: Notification, exc: DeliveryFailed) -> None:
         backoff = min(self.max_backoff_s, 2 ** min(row.attempts, 8)) * (0.5 + random.random())
         delay = exc.retry_after if exc.retry_after is not None else backoff
         row.state = "pending"  # the destination said no: it did not deliver
         row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
         row.last_error = str(exc)[:500]
-        repo.save(row)
         log.warning("notification %s delayed %.1fs: %s", row.id, delay, exc)

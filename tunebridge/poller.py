@@ -68,15 +68,6 @@ def _handle(job: Job) -> Handle:
     return Handle(external_id=job.external_id or "", state=job.handle or {})
 
 
-def _total_steps(update: Update) -> int | None:
-    """Backends that know the run's length put it in a sample's extra (`total_steps`)."""
-    for sample in reversed(update.metrics):
-        value = sample.extra.get("total_steps") or sample.extra.get("max_steps")
-        if value:
-            return int(value)
-    return None
-
-
 class Poller:
     def __init__(self, *, db: Database, registry: BackendRegistry, clock: Clock,
                  settings: PollSettings) -> None:
@@ -86,6 +77,7 @@ class Poller:
         self.settings = settings
         self._in_flight: set[str] = set()  # job ids being polled now (tick or poll_now)
         self._failures: dict[str, int] = {}  # job id -> consecutive backend errors
+        self.pace = health_watch.PACE  # when long series are re-analysed (tests swap it)
 
     async def tick(self) -> int:
         """Poll every due active job once, at most `concurrency` at a time; returns the count."""
@@ -231,35 +223,45 @@ class Poller:
                 f"{handle.external_id}.", dedupe_key="submitted", created_at=now))
 
     def record_update(self, job_id: str, update: Update) -> None:
-        """Metrics, events, cursor and status from one poll, committed together."""
+        """Metrics, events, cursor, status and what they show, from one poll, committed together.
+        The health detector runs first, with no lock held (see health_watch.assess)."""
         now = self.clock.now()
+        final = REMOTE_TO_JOB[update.status].is_terminal
+        assessment = None
+        if update.metrics or final:  # a throttled tail is analysed when the run ends
+            assessment = health_watch.assess(self.db, job_id, update.metrics, now=now,
+                                             final=final, pace=self.pace)
         with self.db.session() as session:
             job = JobRepository(session).get(job_id, for_update=True)
             if job is None or JobStatus(job.status).is_terminal:
                 return
-            events = JobEventRepository(session)
-            store_samples(session, job_id, update.metrics, now)
-            for event in update.events:
-                key = f"backend:{event.event_id}"
-                if not events.has_dedupe_key(job_id, key):
-                    events.add(JobEvent(job_id=job_id, kind="backend", level=event.level,
-                                        message=event.message, dedupe_key=key,
-                                        data=dict(event.data), created_at=event.created_at or now))
-            job.poll_cursor = update.cursor
-            if update.result is not None:
-                job.result = dict(update.result)
-            if update.error is not None:
-                job.error = dict(update.error)
-            job.next_poll_at = now + timedelta(seconds=self.settings.interval_s)
-            final = REMOTE_TO_JOB[update.status].is_terminal
-            if update.metrics or final:  # a throttled tail is analysed when the run ends
-                health_watch.watch(session, job, now=now, total_steps=_total_steps(update),
-                                   auto_stop_default=self.settings.auto_stop,
-                                   samples=update.metrics, final=final)
+            self._store(session, job, update, now)
+            series = None
+            if assessment is not None:
+                series = health_watch.record(session, job, assessment, now=now,
+                                             auto_stop_default=self.settings.auto_stop)
             self._follow_remote(session, job, REMOTE_TO_JOB[update.status], update, now)
             runaway_watch.watch(session, job, now=now, defaults=self.settings.runaway)
-            completion_summary.queue(session, job, now=now)
+            completion_summary.queue(session, job, now=now, series=series)
             session.add(job)
+        if assessment is not None:
+            health_watch.analysed(assessment, self.pace)
+
+    def _store(self, session: Session, job: Job, update: Update, now: datetime) -> None:
+        events = JobEventRepository(session)
+        store_samples(session, job.id, update.metrics, now)
+        for event in update.events:
+            key = f"backend:{event.event_id}"
+            if not events.has_dedupe_key(job.id, key):
+                events.add(JobEvent(job_id=job.id, kind="backend", level=event.level,
+                                    message=event.message, dedupe_key=key,
+                                    data=dict(event.data), created_at=event.created_at or now))
+        job.poll_cursor = update.cursor
+        if update.result is not None:
+            job.result = dict(update.result)
+        if update.error is not None:
+            job.error = dict(update.error)
+        job.next_poll_at = now + timedelta(seconds=self.settings.interval_s)
 
     @staticmethod
     def _follow_remote(session: Session, job: Job, target: JobStatus, update: Update,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from storage.tables import MetricPoint
@@ -20,7 +21,8 @@ _MERGED_FIELDS = (
 _CHUNK = 500  # steps per IN (...) list: well under SQLite's bound-parameter limit
 
 
-def _combine(existing: MetricPoint, point: MetricPoint) -> None:
+def combine(existing: MetricPoint, point: MetricPoint) -> None:
+    """Merge `point` into `existing` (one step): values it has win, extras are merged."""
     for name in _MERGED_FIELDS:
         value = getattr(point, name)
         if value is not None:
@@ -45,7 +47,7 @@ class MetricRepository:
             self.session.add(point)
             self.session.flush()
             return point
-        _combine(existing, point)
+        combine(existing, point)
         self.session.add(existing)
         self.session.flush()
         return existing
@@ -66,7 +68,7 @@ class MetricRepository:
                     known[point.step] = point
                     self.session.add(point)
                 else:
-                    _combine(row, point)
+                    combine(row, point)
                     self.session.add(row)
             self.session.flush()
 
@@ -80,6 +82,12 @@ class MetricRepository:
         if after_step is not None:
             statement = statement.where(col(MetricPoint.step) > after_step)
         return list(self.session.exec(statement))
+
+    def count(self, job_id: str) -> int:
+        """How many steps the job has stored."""
+        statement = select(func.count()).select_from(MetricPoint).where(
+            MetricPoint.job_id == job_id)
+        return int(self.session.exec(statement).one())
 
     def latest(self, job_id: str) -> MetricPoint | None:
         """The point with the highest step (how far a run got)."""
