@@ -22,7 +22,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,7 @@ def create_jobs(serve: ServeProcess, count: int) -> list[str]:
                                              {"role": "assistant", "content": f"a{i}"}]}
                                ).encode() + b"\n" for i in range(12))
     dataset = http.post("/api/datasets", content=data).json()["id"]
-    ids = []
+    ids: list[str] = []
     for _ in range(count):
         created = http.post("/api/jobs", json={
             "training_dataset_id": dataset, "base_model": "m",
@@ -170,10 +172,31 @@ def progressed(serve: ServeProcess, job_ids: list[str], before: int, *, within_s
     return True
 
 
+@contextmanager
+def private_schema(url: str | None) -> Iterator[str | None]:
+    """A PostgreSQL URL gets a fresh schema of its own for the run, dropped afterwards: serve
+    mints its admin key only on an empty database, and runs must not see each other's jobs."""
+    if url is None or not url.startswith("postgresql") or "search_path" in url:
+        yield url  # SQLite, or a schema chosen by the caller (the tests' own)
+        return
+    import psycopg
+
+    plain = "postgresql://" + url.split("://", 1)[1]
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack:
+    with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack, \
+            private_schema(args.database_url) as database_url:
         serve = ServeProcess(
-            Path(tmp) / "var", args.database_url or f"sqlite:///{Path(tmp) / 'tunebridge.db'}",
+            Path(tmp) / "var", database_url or f"sqlite:///{Path(tmp) / 'tunebridge.db'}",
             TUNEBRIDGE_SLACK_BOT_TOKEN=slack.world.bot_token,
             TUNEBRIDGE_SLACK_SIGNING_SECRET=SIGNING_SECRET,
             TUNEBRIDGE_SLACK_API_URL=slack.api_url, TUNEBRIDGE_SLACK_POST_INTERVAL_S="0",
@@ -215,8 +238,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--poll-interval", type=float, default=1.0)
     parser.add_argument("--database-url", default=None,
-                        help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench "
-                             "(an empty database); default: SQLite in a temp dir")
+                        help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (the run "
+                             "gets a schema of its own); default: SQLite in a temp dir")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args)
