@@ -4,39 +4,17 @@ reads exactly like the rows `store_samples` leaves in the database, on both data
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from backends.base import MetricSample
-from storage import migration
 from storage.database import Database
-from storage.repositories.datasets import DatasetRepository
-from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
-from storage.tables import Dataset, Job, MetricPoint
+from storage.tables import MetricPoint
+from tests.storage.conftest import NOW
 from tunebridge.metrics_store import merged, store_samples, to_points
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FIELDS = ("step", "epoch", "train_loss", "eval_loss", "grad_norm", "learning_rate",
           "token_accuracy", "eval_token_accuracy", "extra")
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migration.upgrade(database.engine)
-    with database.session() as session:
-        DatasetRepository(session).add(Dataset(
-            id="ds_1", sha256="a" * 64, filename="x.jsonl", format="chat", num_examples=1,
-            size_bytes=10, blob_path="/x", created_by="t", created_at=NOW))
-        JobRepository(session).add(Job(
-            id="job_1", backend="scripted", base_model="m", method="sft", status="running",
-            training_dataset_id="ds_1", creator="t", created_at=NOW, updated_at=NOW))
-    yield database
-    database.dispose()
 
 
 def _rows(points: list[MetricPoint]) -> list[dict[str, Any]]:

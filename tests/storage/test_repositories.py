@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from storage import migration
 from storage.database import Database
-from storage.repositories.datasets import DatasetRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
 from storage.repositories.outbox import OutboxRepository
-from storage.tables import Dataset, Job, MetricPoint, Notification
-
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migration.upgrade(database.engine)
-    with database.session() as session:
-        DatasetRepository(session).add(Dataset(
-            id="ds_1", sha256="a" * 64, filename="x.jsonl", format="chat", num_examples=1,
-            size_bytes=10, blob_path="/x", created_by="t", created_at=NOW))
-        JobRepository(session).add(Job(
-            id="job_1", backend="scripted", base_model="m", method="sft", status="queued",
-            training_dataset_id="ds_1", creator="t", created_at=NOW, updated_at=NOW))
-    yield database
-    database.dispose()
+from storage.tables import MetricPoint, Notification
+from tests.storage.conftest import NOW
 
 
 def test_times_come_back_aware_utc(db: Database) -> None:
