@@ -158,6 +158,17 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in records)
 
 
+def stored_dataset(runtime: Runtime, *, creator: str = "t") -> Any:
+    """Twelve chats stored through the dataset service, as an upload would store them."""
+    from tunebridge import datasets
+
+    staged = runtime.blobs.stage([jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])],
+                                 max_bytes=1 << 20)
+    return datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
+                                  staged=staged, filename="train.jsonl", creator=creator,
+                                  limits=datasets.ValidationLimits()).dataset
+
+
 @pytest.fixture
 def chat_jsonl() -> bytes:
     return jsonl([chat_line(f"What is {i} + {i}?", str(2 * i)) for i in range(12)])

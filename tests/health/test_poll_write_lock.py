@@ -19,9 +19,8 @@ from storage.repositories.jobs import JobRepository
 from storage.repositories.metrics import MetricRepository
 from storage.repositories.outbox import OutboxRepository
 from storage.tables import Notification
-from tests.conftest import chat_line, jsonl
-from tunebridge import completion_summary, datasets, health_watch, jobs, runaway_watch
-from tunebridge.datasets import ValidationLimits
+from tests.conftest import stored_dataset
+from tunebridge import completion_summary, health_watch, jobs, runaway_watch
 from tunebridge.health_watch import AnalysisPace
 from tunebridge.jobs import JobRequest
 from tunebridge.lifecycle import apply_transition
@@ -31,11 +30,7 @@ from tunebridge.status import JobStatus
 
 
 def _running_job(runtime: Runtime) -> str:
-    staged = runtime.blobs.stage([jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])],
-                                 max_bytes=1 << 20)
-    dataset = datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
-                                     staged=staged, filename="t.jsonl", creator="t",
-                                     limits=ValidationLimits()).dataset
+    dataset = stored_dataset(runtime)
     job_id = jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator="t",
         policy=runtime.job_policy, request=JobRequest(

@@ -11,9 +11,8 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 
 from storage.tables import Job
-from tests.conftest import chat_line, jsonl
-from tunebridge import datasets, jobs
-from tunebridge.datasets import ValidationLimits
+from tests.conftest import stored_dataset
+from tunebridge import jobs
 from tunebridge.jobs import JobRequest
 from tunebridge.runtime import Runtime
 
@@ -95,11 +94,7 @@ def form_values(view: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 def make_job(runtime: Runtime, *, creator: str = "slack:U1", channel: str = "C1",
              steps: int = 1000) -> Job:
     """A job as `/finetune start` would create it, with the scripted backend's length set."""
-    data = jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])
-    staged = runtime.blobs.stage([data], max_bytes=1 << 20)
-    dataset = datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
-                                     staged=staged, filename="train.jsonl", creator=creator,
-                                     limits=ValidationLimits()).dataset
+    dataset = stored_dataset(runtime, creator=creator)
     return jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator=creator,
         policy=runtime.job_policy,

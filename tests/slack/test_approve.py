@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 from storage.repositories.audit import AuditRepository
-from tests.conftest import LiveApi, run_until, token_counting_model
+from tests.conftest import LiveApi, run_until, stored_dataset, token_counting_model
 from tests.fakes.slack_server import FakeSlack
-from tests.slack.support import SignedSlack, chat_line, jsonl
-from tunebridge import datasets, jobs
-from tunebridge.datasets import ValidationLimits
+from tests.slack.support import SignedSlack
+from tunebridge import jobs
 from tunebridge.jobs import JobRequest
 from tunebridge.status import JobStatus
 
@@ -21,11 +20,7 @@ from tunebridge.status import JobStatus
 def _held_job(live: LiveApi, tmp_path: Path) -> str:
     runtime = live.runtime
     runtime.settings.max_gpu_hours = 0.0
-    staged = runtime.blobs.stage([jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])],
-                                 max_bytes=1 << 20)
-    dataset = datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
-                                     staged=staged, filename="train.jsonl", creator="slack:U1",
-                                     limits=ValidationLimits()).dataset
+    dataset = stored_dataset(runtime, creator="slack:U1")
     created = jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator="slack:U1",
         policy=runtime.job_policy,
