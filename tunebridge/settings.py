@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # workers are spawned (forking beside its threads is unsafe), so each one that counts tokens
     # loads its own tokenizer (~125 MB): more is faster, at that memory per worker.
     validation_workers: int = Field(default=1, ge=1, le=64)
+    # Upload bodies read at once; more wait unread (TCP holds them back). See
+    # gateway/routers/datasets.py: fewer at once keep other requests' latency down.
+    max_concurrent_uploads: int = Field(default=32, ge=1, le=1024)
     page_size_max: int = Field(default=200, ge=1)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # A claim still "in progress" after this long belongs to a request that died (a crash or a

@@ -37,6 +37,17 @@ def _validation_gate(request: Request) -> asyncio.Semaphore:
     return gate
 
 
+def _stream_gate(request: Request, runtime: Runtime) -> asyncio.Semaphore:
+    """Bodies read at once. Each one read costs the event loop a callback per chunk, so a
+    hundred at once make every other request (a Slack ack) wait behind a hundred callbacks;
+    the rest wait unread, held back by TCP, and the total throughput is the same."""
+    state = request.app.state
+    if getattr(state, "stream_gate", None) is None:
+        state.stream_gate = asyncio.Semaphore(runtime.settings.max_concurrent_uploads)
+    gate: asyncio.Semaphore = state.stream_gate
+    return gate
+
+
 async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
     while chunk := await upload.read(CHUNK):
         yield chunk
@@ -64,6 +75,13 @@ async def stage_upload(request: Request, runtime: Runtime, filename: str | None
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise PayloadTooLarge(limit)
     encoded = request.headers.get("content-encoding", "").strip().lower() == "gzip"
+    async with _stream_gate(request, runtime):
+        return await _stage(request, runtime, filename, encoded=encoded)
+
+
+async def _stage(request: Request, runtime: Runtime, filename: str | None, *, encoded: bool
+                 ) -> tuple[StagedBlob, str]:
+    limit = runtime.settings.max_upload_bytes
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
