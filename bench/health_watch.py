@@ -1,10 +1,11 @@
 """The health watch's cost over one long run: pacing vs analysing on every poll.
 
 A 10,000-step run is polled every 10 simulated seconds, 100 new steps a poll (an eval every
-1,000 steps), through the real `health_watch.watch` on SQLite: the stored points are reread and
-the detector rerun. The baseline analyses on every poll (what the watch did before pacing); the
-paced watch analyses short series every poll and long ones at most once a minute, at once on an
-eval, NaN or exploding gradient. Both runs must end with the same findings at the same steps.
+1,000 steps), through the poller's real `record_update` on SQLite: the stored points are reread
+and the detector rerun (before the write transaction, see health_watch.assess). The baseline
+analyses on every poll (what the watch did before pacing); the paced watch analyses short series
+every poll and long ones at most once a minute, at once on an eval, NaN or exploding gradient.
+Both runs must end with the same findings at the same steps.
 
     .venv/bin/python bench/health_watch.py [--steps 10000] [--per-poll 100]
 """
@@ -17,26 +18,22 @@ import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backends.base import MetricSample  # noqa: E402
+from backends.base import MetricSample, RemoteStatus, Update  # noqa: E402
 from storage.repositories.events import JobEventRepository  # noqa: E402
-from storage.repositories.jobs import JobRepository  # noqa: E402
-from tests.conftest import chat_line, jsonl  # noqa: E402
+from tests.conftest import stored_dataset  # noqa: E402
+from tests.fakes.manual_clock import ManualClock  # noqa: E402
 from tests.fakes.scripted_backend import ScriptedBackend  # noqa: E402
-from tunebridge import datasets, health_watch, jobs  # noqa: E402
-from tunebridge.datasets import ValidationLimits  # noqa: E402
+from tunebridge import jobs  # noqa: E402
 from tunebridge.health_watch import AnalysisPace  # noqa: E402
 from tunebridge.jobs import JobRequest  # noqa: E402
 from tunebridge.runtime import Runtime, build_runtime  # noqa: E402
 from tunebridge.settings import Settings  # noqa: E402
-
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def curve(steps: int, eval_every: int) -> list[MetricSample]:
@@ -51,16 +48,13 @@ def curve(steps: int, eval_every: int) -> list[MetricSample]:
             ev = 1.0 + 0.6 * max(0.0, s / steps - 0.6) + 0.3 * math.exp(-s / steps * 4)
         out.append(MetricSample(step=s, train_loss=2 * math.exp(-s / steps * 3) + 0.3
                                 + rng.gauss(0, 0.02), eval_loss=ev, grad_norm=1 + rng.random(),
-                                learning_rate=lr, epoch=s / steps * 3))
+                                learning_rate=lr, epoch=s / steps * 3,
+                                extra={"total_steps": float(steps)}))
     return out
 
 
 def new_job(runtime: Runtime) -> str:
-    data = jsonl([chat_line(f"q{i}", f"a{i}") for i in range(12)])
-    staged = runtime.blobs.stage([data], max_bytes=1 << 20)
-    dataset = datasets.store_dataset(db=runtime.db, blobs=runtime.blobs, clock=runtime.clock,
-                                     staged=staged, filename="t.jsonl", creator="bench",
-                                     limits=ValidationLimits()).dataset
+    dataset = stored_dataset(runtime, creator="bench")
     return jobs.create_job(
         db=runtime.db, registry=runtime.registry, clock=runtime.clock, creator="bench",
         policy=runtime.job_policy, request=JobRequest(
@@ -69,21 +63,17 @@ def new_job(runtime: Runtime) -> str:
 
 def replay(runtime: Runtime, samples: list[MetricSample], per_poll: int, pace: AnalysisPace
            ) -> tuple[float, list[tuple[str, int]]]:
-    from tunebridge.metrics_store import store_samples
-
     job_id = new_job(runtime)
+    runtime.poller.pace = pace
+    clock = runtime.poller.clock = ManualClock()
     total = len(samples)
     started = time.perf_counter()
-    for poll, first in enumerate(range(0, total, per_poll)):
-        chunk = samples[first:first + per_poll]
-        now = T0 + timedelta(seconds=10 * poll)
-        with runtime.db.session() as session:
-            job = JobRepository(session).get(job_id, for_update=True)
-            assert job is not None
-            store_samples(session, job_id, chunk, now)
-            health_watch.watch(session, job, now=now, total_steps=total,
-                               auto_stop_default=False, samples=chunk,
-                               final=first + per_poll >= total, pace=pace)
+    for first in range(0, total, per_poll):
+        last = first + per_poll >= total
+        runtime.poller.record_update(job_id, Update(
+            status=RemoteStatus.SUCCEEDED if last else RemoteStatus.RUNNING,
+            metrics=samples[first:first + per_poll]))
+        clock.advance(10)
     elapsed = time.perf_counter() - started
     with runtime.db.session() as session:
         events = JobEventRepository(session).page(job_id, after_id=None, limit=1000)
@@ -98,7 +88,7 @@ def main() -> int:
     args = parser.parse_args()
     samples = curve(args.steps, eval_every=max(1, args.steps // 10))
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(_env_file=None, data_dir=Path(tmp), scheduler_enabled=False)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, data_dir=Path(tmp), scheduler_enabled=False)
         runtime = build_runtime(settings, backends=[ScriptedBackend(Path(tmp) / "provider")])
         try:
             every_poll = AnalysisPace(small_series=sys.maxsize)

@@ -207,18 +207,6 @@ def analysed(assessment: Assessment, pace: AnalysisPace = PACE) -> None:
                   final=assessment.final)
 
 
-def watch(session: Session, job: Job, *, now: datetime, total_steps: int | None,
-          auto_stop_default: bool, samples: Sequence[MetricSample] = (), final: bool = False,
-          pace: AnalysisPace = PACE) -> None:
-    """Analyse and record in the caller's transaction (the points already stored in it)."""
-    if not pace.due(job.id, samples=samples, now=now, final=final):
-        return
-    series = series_for(session, job, total_steps)
-    pace.analysed(job.id, points=len(series.points), now=now, final=final)
-    report = analyze(series, schedule=schedule_for(job))
-    _record_findings(session, job, report, now=now, auto_stop_default=auto_stop_default)
-
-
 def _record_findings(session: Session, job: Job, report: HealthReport, *, now: datetime,
                      auto_stop_default: bool) -> None:
     """Each finding once (dedupe key per kind); then the auto-stop policy, if the job has it."""

@@ -6,21 +6,19 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from backends.base import MetricSample
+from backends.base import MetricSample, RemoteStatus, Update
 from storage.repositories.events import JobEventRepository
-from storage.repositories.jobs import JobRepository
 from tests.conftest import LiveApi
-from tunebridge import health_watch
+from tests.fakes.manual_clock import ManualClock
 from tunebridge.health_watch import AnalysisPace
-from tunebridge.metrics_store import store_samples
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def _samples(first: int, last: int) -> list[MetricSample]:
     """Train loss rising steadily: a `diverging` trend, with nothing urgent in any one point."""
-    return [MetricSample(step=s, train_loss=1.0 + 0.05 * s, grad_norm=1.0)
-            for s in range(first, last + 1)]
+    return [MetricSample(step=s, train_loss=1.0 + 0.05 * s, grad_norm=1.0,
+                         extra={"total_steps": 100.0}) for s in range(first, last + 1)]
 
 
 def test_pace_analyses_small_series_always_and_large_ones_once_a_minute() -> None:
@@ -55,15 +53,15 @@ def test_a_throttled_finding_is_posted_later_with_the_step_it_had(
         job_id = http.post("/api/jobs", json={
             "training_dataset_id": dataset_id, "base_model": "m",
             "backend": "scripted"}).json()["id"]
-    pace = AnalysisPace(small_series=10, every_s=60)
+    runtime.poller.pace = AnalysisPace(small_series=10, every_s=60)
+    clock = runtime.poller.clock = ManualClock()
+    started = clock.now()
 
     def poll(samples: list[MetricSample], at: datetime) -> None:
-        with runtime.db.session() as session:
-            job = JobRepository(session).get(job_id, for_update=True)
-            assert job is not None
-            store_samples(session, job_id, samples, at)
-            health_watch.watch(session, job, now=at, total_steps=100, auto_stop_default=False,
-                               samples=samples, pace=pace)
+        """One poll through the poller's real path, `at - T0` after the first."""
+        clock.advance((started + (at - T0) - clock.now()).total_seconds())
+        runtime.poller.record_update(job_id, Update(status=RemoteStatus.RUNNING,
+                                                    metrics=samples))
 
     def kinds() -> list[tuple[str, int]]:
         with runtime.db.session() as session:
