@@ -257,8 +257,7 @@ class SubprocessExecutor:
         write_json_atomic(run.stop_file, stop)
 
     def request_stop(self, run: RunDir, reason: str) -> None:
-        if not run.stop_file.exists():
-            write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
+        if run.request_stop(reason):
             run.event("stop-requested", f"stop requested: {reason}")
 
 

@@ -26,7 +26,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 from backends.local.distributed import LAUNCHER_PID_ENV
 from backends.local.process import describe_exit
-from backends.local.runs import RunDir, RunState, read_json, write_json_atomic
+from backends.local.runs import RunDir, RunState, read_json
 
 MAX_RANK_REASON = 400
 
@@ -48,12 +47,6 @@ def torchrun_args(run_dir: Path, processes: int) -> list[str]:
         "--signals-to-handle=SIGINT,SIGHUP,SIGQUIT",  # SIGTERM is ours: see request_stop
         "-m", "backends.local.train", "--run-dir", str(run_dir),
     ]
-
-
-def request_stop(run: RunDir, reason: str) -> None:
-    """What SIGTERM means to a trainer (finish the step, save, exit), for all ranks at once."""
-    if not run.stop_file.exists():
-        write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
 
 
 def read_rank_failures(run: RunDir) -> dict[int, dict[str, Any]]:
@@ -128,7 +121,7 @@ def launch(run_dir: Path, processes: int) -> int:
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        request_stop(run, "SIGTERM to the data-parallel launcher")
+        run.request_stop("SIGTERM to the data-parallel launcher")  # all ranks stop at one step
 
     signal.signal(signal.SIGTERM, on_sigterm)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

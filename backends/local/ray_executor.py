@@ -169,8 +169,7 @@ class RayExecutor:
     def request_stop(self, run: RunDir, reason: str) -> None:
         """The stop file (read by the trainer between steps), then Ray's stop: SIGTERM, which
         the trainer also treats as a stop request, and SIGKILL after `stop_wait_s`."""
-        if not run.stop_file.exists():
-            write_json_atomic(run.stop_file, {"requested_at": time.time(), "reason": reason})
+        if run.request_stop(reason):
             run.event("stop-requested", f"stop requested: {reason}")
         self._send_stop(run)
 
@@ -304,9 +303,7 @@ class RayExecutor:
         return status
 
     def _forgotten(self, run: RunDir, submission_id: str) -> RunStatus:
-        if not run.stop_file.exists():  # should a trainer survive somewhere, it stops
-            write_json_atomic(run.stop_file, {"requested_at": time.time(),
-                                              "reason": "Ray forgot the job"})
+        run.request_stop("Ray forgot the job")  # should a trainer survive somewhere, it stops
         beat = read_json(run.heartbeat) or {}
         age = f"{time.time() - beat['at']:.0f}s ago" if beat.get("at") else "never"
         return self._settle(run, RunState.FAILED, (

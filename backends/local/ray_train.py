@@ -41,7 +41,7 @@ from backends.local.distributed import (
     is_collective_error,
     parallelism,
 )
-from backends.local.launch import MAX_RANK_REASON, request_stop, settle_failed
+from backends.local.launch import MAX_RANK_REASON, settle_failed
 from backends.local.runs import RunDir, RunState, write_json_atomic
 
 STRICT_SPREAD = "STRICT_SPREAD"
@@ -158,7 +158,7 @@ def settle(run: RunDir, state: RunState, reason: str, workers: int) -> None:
 
 def drive(run: RunDir, workers: int, gpus_per_worker: float, strategy: str) -> int:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        request_stop(run, "SIGTERM to the Ray Train driver")
+        run.request_stop("SIGTERM to the Ray Train driver")
         status = run.read_status()
         if status is None or status.state in (RunState.QUEUED, RunState.PLACING):
             raise _StoppedWhilePlacing  # out of fit(): the workers go with this process

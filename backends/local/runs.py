@@ -168,6 +168,14 @@ class RunDir:
     def stop_requested(self) -> bool:
         return self.stop_file.exists()
 
+    def request_stop(self, reason: str) -> bool:
+        """Write the stop file every rank checks between steps (finish the step, save, exit);
+        False when a stop was requested already (its first reason stands)."""
+        if self.stop_file.exists():
+            return False
+        write_json_atomic(self.stop_file, {"requested_at": time.time(), "reason": reason})
+        return True
+
     def log_tail(self, lines: int = 5, max_bytes: int = 4096) -> str:
         """Last lines of the trainer's log, for failure reasons people can act on."""
         try:
